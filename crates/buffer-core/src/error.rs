@@ -1,0 +1,273 @@
+//! One error type per operation. Messages say what happened and what to do about it.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
+use crate::{BufferId, MemoryKind, PoolId, SlotState};
+
+/// The two queues of a pool.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::Queue;
+///
+/// assert_eq!(Queue::Free.to_string(), "free");
+/// assert_eq!(Queue::Filled.to_string(), "filled");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Queue {
+    /// Buffers ready for a producer.
+    Free,
+    /// Buffers a producer submitted, ready for a consumer.
+    Filled,
+}
+
+impl fmt::Display for Queue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Queue::Free => "free",
+            Queue::Filled => "filled",
+        })
+    }
+}
+
+/// How many buffers a pool has and where they are, at one moment.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig};
+///
+/// let pool = BufferPool::create(PoolConfig::new("empty")).unwrap();
+/// let counts = pool.counts();
+/// assert_eq!((counts.total, counts.free, counts.filled, counts.in_use), (0, 0, 0, 0));
+/// assert_eq!(counts.to_string(), "0 buffers: 0 free, 0 filled, 0 in use");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Counts {
+    /// Buffers in the pool.
+    pub total: u32,
+    /// Buffers on the free queue.
+    pub free: u32,
+    /// Buffers on the filled queue.
+    pub filled: u32,
+    /// Buffers held by guards or detached ids (`total - free - filled`).
+    pub in_use: u32,
+}
+
+impl fmt::Display for Counts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} buffers: {} free, {} filled, {} in use",
+            self.total, self.free, self.filled, self.in_use
+        )
+    }
+}
+
+/// A pool could not be created.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum CreatePoolError {
+    /// The capacity is 0 or above [`MAX_CAPACITY`].
+    #[error("pool capacity {capacity} is out of range: choose 1 to {MAX_CAPACITY} buffers")]
+    Capacity {
+        /// The capacity asked for.
+        capacity: u32,
+    },
+    /// The name is empty, too long or contains a NUL byte.
+    #[error("pool name {name:?} is not usable: give 1 to {MAX_NAME_LEN} bytes without NUL")]
+    Name {
+        /// The name given.
+        name: String,
+    },
+    /// The category is too long or contains a NUL byte.
+    #[error(
+        "pool category {category:?} is not usable: give at most {MAX_CATEGORY_LEN} bytes without NUL"
+    )]
+    Category {
+        /// The category given.
+        category: String,
+    },
+    /// More initial buffers were asked for than the capacity allows.
+    #[error(
+        "cannot put {count} buffers in a pool of capacity {capacity}: raise the capacity or ask for fewer buffers"
+    )]
+    TooManyBuffers {
+        /// The buffers asked for.
+        count: u32,
+        /// The pool's capacity.
+        capacity: u32,
+    },
+    /// Buffers of 0 bytes were asked for.
+    #[error("buffers must hold at least 1 byte")]
+    ZeroSize,
+    /// The memory for the pool block could not be allocated.
+    #[error(transparent)]
+    Region(#[from] crate::RegionError),
+}
+
+/// No buffer could be acquired.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AcquireError {
+    /// [`Wait::NoWait`](crate::Wait::NoWait) found the queue empty.
+    #[error(
+        "pool '{pool}' has no {queue} buffer right now ({counts}); wait, or release buffers sooner"
+    )]
+    Empty {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The queue that was empty.
+        queue: Queue,
+        /// The pool's counts when it gave up.
+        counts: Counts,
+    },
+    /// The queue stayed empty for the whole timeout.
+    #[error(
+        "pool '{pool}' had no {queue} buffer within {waited:?} ({counts}); release buffers sooner, enlarge the pool, or wait longer"
+    )]
+    Timeout {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The queue waited on.
+        queue: Queue,
+        /// How long it waited.
+        waited: Duration,
+        /// The pool's counts when it gave up.
+        counts: Counts,
+    },
+    /// The pool was closed (before or during the wait).
+    #[error("pool '{pool}' is closed: no more {queue} buffers will come")]
+    Closed {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The queue asked for.
+        queue: Queue,
+    },
+}
+
+/// A [`BufferId`] could not be turned back into a guard.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RedeemError {
+    /// The id names another pool.
+    #[error(
+        "buffer id {id} belongs to another pool than '{pool}' ({pool_id}); redeem it with the pool it came from"
+    )]
+    WrongPool {
+        /// The id given.
+        id: BufferId,
+        /// The name of the pool asked.
+        pool: Arc<str>,
+        /// The id of the pool asked.
+        pool_id: PoolId,
+    },
+    /// The slot index is beyond the pool's capacity (a garbage id).
+    #[error("buffer id {id} names slot {}, but pool '{pool}' has only {capacity} slots; the id is corrupt", id.slot)]
+    NoSuchSlot {
+        /// The id given.
+        id: BufferId,
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The pool's capacity.
+        capacity: u32,
+    },
+    /// The buffer was released (or removed) since the id was made.
+    #[error(
+        "buffer id {id} is stale: the buffer went back to pool '{pool}' since (slot generation is now {current}); an id is valid only until its buffer is released"
+    )]
+    Stale {
+        /// The id given.
+        id: BufferId,
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The slot's current generation.
+        current: u32,
+    },
+    /// The buffer is not waiting to be redeemed this way: it was already redeemed, or it was
+    /// detached from the other kind of guard.
+    #[error(
+        "buffer id {id} is not waiting to become a {wanted} guard (its slot is {state}); redeem each id exactly once, with the method matching the guard it came from"
+    )]
+    NotDetached {
+        /// The id given.
+        id: BufferId,
+        /// "write" or "read".
+        wanted: &'static str,
+        /// What the slot is doing.
+        state: SlotStateName,
+    },
+}
+
+/// A slot state as shown in error messages (including states a corrupt block may hold).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlotStateName(pub Option<SlotState>);
+
+impl fmt::Display for SlotStateName {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(state) => write!(f, "{state:?}"),
+            None => f.write_str("in an unknown (corrupt) state"),
+        }
+    }
+}
+
+/// A buffer could not be added to a pool.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum InjectError {
+    /// Every slot holds a buffer already.
+    #[error(
+        "pool '{pool}' is full: all {capacity} slots hold a buffer; remove one first or create the pool with a larger capacity"
+    )]
+    Full {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The pool's capacity.
+        capacity: u32,
+    },
+    /// The pool is closed.
+    #[error("pool '{pool}' is closed; buffers can no longer be added")]
+    Closed {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
+    /// The memory is empty.
+    #[error("cannot add a 0-byte buffer to pool '{pool}'")]
+    Empty {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
+}
+
+/// A buffer could not be removed from a pool.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum RemoveError {
+    /// No free buffer could be taken (only free buffers are removed).
+    #[error("cannot remove a buffer: {0}")]
+    NoFreeBuffer(#[source] AcquireError),
+}
+
+/// The CPU cannot access the buffer's memory.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error(
+    "buffer {id} is {kind}, which the CPU cannot read or write; use the backend's device API (copies, kernels) instead"
+)]
+pub struct HostAccessError {
+    /// The buffer.
+    pub id: BufferId,
+    /// Its kind of memory.
+    pub kind: MemoryKind,
+}
+
+/// A producer claimed to have filled more than the buffer holds.
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("cannot mark {requested} bytes used in buffer {id}, which holds only {size} bytes")]
+pub struct BytesUsedError {
+    /// The buffer.
+    pub id: BufferId,
+    /// The byte count given.
+    pub requested: u64,
+    /// The buffer's size.
+    pub size: u64,
+}

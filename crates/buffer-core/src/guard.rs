@@ -1,0 +1,270 @@
+//! Guards: the only way to touch a held buffer. A write guard is submitted or dropped; a read
+//! guard is dropped; either can become a [`BufferId`] and back, exactly once.
+
+use std::fmt;
+use std::mem::ManuallyDrop;
+
+use crate::error::{BytesUsedError, HostAccessError};
+use crate::meta::FrameMeta;
+use crate::slot::SlotState;
+use crate::{Buffer, BufferId, BufferPool, MemoryKind};
+
+/// What both guards know about their buffer, read once when the buffer is acquired.
+struct Held<'p> {
+    pool: &'p BufferPool,
+    index: u32,
+    generation: u32,
+    addr: *mut u8,
+    len: usize,
+    kind: MemoryKind,
+}
+
+impl<'p> Held<'p> {
+    fn new(pool: &'p BufferPool, index: u32, generation: u32) -> Held<'p> {
+        let (len, kind, _, _) = pool.slot(index).describe();
+        Held {
+            pool,
+            index,
+            generation,
+            addr: pool.addr(index),
+            len,
+            kind,
+        }
+    }
+
+    fn id(&self) -> BufferId {
+        BufferId::new(self.pool.id(), self.index, self.generation)
+    }
+
+    fn check_host(&self) -> Result<(), HostAccessError> {
+        if self.kind.is_host_accessible() {
+            Ok(())
+        } else {
+            Err(HostAccessError {
+                id: self.id(),
+                kind: self.kind,
+            })
+        }
+    }
+
+    fn meta(&self) -> &FrameMeta {
+        // SAFETY: the guard owns the slot (slot module docs), so nobody writes the record while
+        // this shared borrow of the guard lives.
+        unsafe { &*self.pool.slot(self.index).meta.get() }
+    }
+}
+
+/// A free buffer held by a producer: write it, then [`submit`](WriteGuard::submit) it to the
+/// filled queue, or drop the guard to put it back on the free queue unused.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("w"), 1, 16).unwrap();
+/// let mut guard = pool.acquire_free(Wait::NoWait).unwrap();
+/// guard.as_mut_slice().unwrap()[..5].copy_from_slice(b"hello");
+/// guard.set_bytes_used(5).unwrap();
+/// guard.submit();
+/// let read = pool.acquire_filled(Wait::NoWait).unwrap();
+/// assert_eq!(read.as_slice().unwrap(), b"hello");
+/// ```
+#[must_use = "dropping a write guard returns the buffer unused; call submit() to pass it on"]
+pub struct WriteGuard<'p> {
+    held: Held<'p>,
+}
+
+/// A filled buffer held by a consumer: read it, then drop the guard to release the buffer to the
+/// free queue.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("r"), 1, 16).unwrap();
+/// pool.acquire_free(Wait::NoWait).unwrap().submit();
+/// let guard = pool.acquire_filled(Wait::NoWait).unwrap();
+/// assert_eq!(guard.as_slice().unwrap().len(), 16);
+/// drop(guard);
+/// assert_eq!(pool.counts().free, 1);
+/// ```
+#[must_use = "dropping a read guard releases the buffer at once"]
+pub struct ReadGuard<'p> {
+    held: Held<'p>,
+}
+
+// SAFETY: a guard is the unique owner of its slot and buffer memory (slot module docs); moving it
+// to another thread moves that ownership, and the pool handle it borrows is `Sync`.
+unsafe impl Send for WriteGuard<'_> {}
+// SAFETY: through `&WriteGuard` one can only read (id, description, metadata); every write needs
+// `&mut WriteGuard`, so sharing it between threads is sound.
+unsafe impl Sync for WriteGuard<'_> {}
+// SAFETY: as for `WriteGuard`.
+unsafe impl Send for ReadGuard<'_> {}
+// SAFETY: a read guard only gives shared access to its memory and metadata.
+unsafe impl Sync for ReadGuard<'_> {}
+
+impl<'p> WriteGuard<'p> {
+    pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> WriteGuard<'p> {
+        WriteGuard {
+            held: Held::new(pool, index, generation),
+        }
+    }
+
+    /// The buffer's id while this guard holds it.
+    pub fn id(&self) -> BufferId {
+        self.held.id()
+    }
+
+    /// A description of the buffer (addresses, size, kind, ownership).
+    pub fn buffer(&self) -> Buffer {
+        self.held
+            .pool
+            .describe(self.held.index, self.held.generation)
+    }
+
+    /// The buffer's size in bytes.
+    pub fn len(&self) -> usize {
+        self.held.len
+    }
+
+    /// Whether the buffer has no bytes (never true: pools refuse empty memory).
+    pub fn is_empty(&self) -> bool {
+        self.held.len == 0
+    }
+
+    /// The whole buffer, for writing. Fails for memory the CPU cannot access.
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8], HostAccessError> {
+        self.held.check_host()?;
+        debug_assert!(!self.held.addr.is_null());
+        // SAFETY: the memory is host-accessible (checked) and `len` bytes long at `addr` (the
+        // injector's contract in `BufferMemory`); it stays valid while the buffer is in the pool,
+        // which it is while this guard lives; the guard owns it exclusively, and `&mut self`
+        // makes this the only borrow.
+        Ok(unsafe { std::slice::from_raw_parts_mut(self.held.addr, self.held.len) })
+    }
+
+    /// The buffer's metadata record (reset when the buffer was acquired).
+    pub fn meta(&self) -> &FrameMeta {
+        self.held.meta()
+    }
+
+    /// The metadata record, for the producer to fill.
+    pub fn meta_mut(&mut self) -> &mut FrameMeta {
+        // SAFETY: the guard owns the slot exclusively and `&mut self` makes this the only borrow.
+        unsafe { &mut *self.held.pool.slot(self.held.index).meta.get() }
+    }
+
+    /// Records how many bytes from the start the producer filled (the whole buffer by default).
+    pub fn set_bytes_used(&mut self, bytes: u64) -> Result<(), BytesUsedError> {
+        let size = self.held.len as u64;
+        if bytes > size {
+            return Err(BytesUsedError {
+                id: self.id(),
+                requested: bytes,
+                size,
+            });
+        }
+        self.meta_mut().bytes_used = bytes;
+        Ok(())
+    }
+
+    /// Passes the buffer to the filled queue, waking a waiting consumer.
+    pub fn submit(self) {
+        let this = ManuallyDrop::new(self);
+        this.held.pool.submit(this.held.index, this.held.generation);
+    }
+
+    /// Detaches the buffer into a plain id, to be sent elsewhere and turned back into a write
+    /// guard with [`BufferPool::redeem_write`]. Until then the buffer stays held.
+    pub fn into_id(self) -> BufferId {
+        let this = ManuallyDrop::new(self);
+        let held = &this.held;
+        held.pool
+            .detach(held.index, held.generation, SlotState::WritingDetached)
+    }
+}
+
+impl<'p> ReadGuard<'p> {
+    pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> ReadGuard<'p> {
+        ReadGuard {
+            held: Held::new(pool, index, generation),
+        }
+    }
+
+    /// The buffer's id while this guard holds it.
+    pub fn id(&self) -> BufferId {
+        self.held.id()
+    }
+
+    /// A description of the buffer (addresses, size, kind, ownership).
+    pub fn buffer(&self) -> Buffer {
+        self.held
+            .pool
+            .describe(self.held.index, self.held.generation)
+    }
+
+    /// The bytes the producer filled (`meta().bytes_used()` of them). Fails for memory the CPU
+    /// cannot access.
+    pub fn as_slice(&self) -> Result<&[u8], HostAccessError> {
+        self.held.check_host()?;
+        // A corrupt record cannot make the slice longer than the buffer.
+        let used = usize::try_from(self.meta().bytes_used)
+            .unwrap_or(usize::MAX)
+            .min(self.held.len);
+        debug_assert!(!self.held.addr.is_null());
+        // SAFETY: as in `WriteGuard::as_mut_slice`, and `used <= len`; the guard holds the buffer,
+        // so no producer writes it while this shared borrow lives.
+        Ok(unsafe { std::slice::from_raw_parts(self.held.addr, used) })
+    }
+
+    /// The metadata record the producer wrote.
+    pub fn meta(&self) -> &FrameMeta {
+        self.held.meta()
+    }
+
+    /// Detaches the buffer into a plain id, to be sent elsewhere and turned back into a read
+    /// guard with [`BufferPool::redeem_read`]. Until then the buffer stays held.
+    pub fn into_id(self) -> BufferId {
+        let this = ManuallyDrop::new(self);
+        let held = &this.held;
+        held.pool
+            .detach(held.index, held.generation, SlotState::ReadingDetached)
+    }
+}
+
+impl Drop for WriteGuard<'_> {
+    fn drop(&mut self) {
+        self.held
+            .pool
+            .release(self.held.index, self.held.generation);
+    }
+}
+
+impl Drop for ReadGuard<'_> {
+    fn drop(&mut self) {
+        self.held
+            .pool
+            .release(self.held.index, self.held.generation);
+    }
+}
+
+impl fmt::Debug for WriteGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteGuard")
+            .field("id", &self.id())
+            .field("len", &self.held.len)
+            .finish()
+    }
+}
+
+impl fmt::Debug for ReadGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ReadGuard")
+            .field("id", &self.id())
+            .field("len", &self.held.len)
+            .finish()
+    }
+}

@@ -1,0 +1,56 @@
+//! The marker for types that may be placed in memory shared between processes.
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+/// Marks a type whose values may live in a pool block, which another process may map at another
+/// address (and which a buggy or hostile process may scribble over).
+///
+/// # Safety
+///
+/// An implementor must be `#[repr(C)]` (or `#[repr(transparent)]`) and built only from integers,
+/// atomics, arrays of these and other `ShmSafe` types, so that:
+/// - it holds no pointer, reference, `Box`, file descriptor or other process-local handle (a
+///   value written by one process means the same in every process);
+/// - every bit pattern, including all zeros, is a valid value (reading a corrupt block can give
+///   wrong numbers, never undefined behaviour);
+/// - it needs no `Drop` (a block is released by unmapping it).
+pub unsafe trait ShmSafe: Sized {}
+
+// SAFETY: plain integers: no pointers, every bit pattern valid, no drop glue.
+unsafe impl ShmSafe for u8 {}
+// SAFETY: as above.
+unsafe impl ShmSafe for u32 {}
+// SAFETY: as above.
+unsafe impl ShmSafe for u64 {}
+// SAFETY: as above.
+unsafe impl ShmSafe for i64 {}
+// SAFETY: an atomic integer has the layout of its integer.
+unsafe impl ShmSafe for AtomicU32 {}
+// SAFETY: an atomic integer has the layout of its integer.
+unsafe impl ShmSafe for AtomicU64 {}
+// SAFETY: an array of `ShmSafe` values is laid out without gaps and inherits their properties.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+// SAFETY: `#[repr(transparent)]` over `u32`.
+unsafe impl ShmSafe for crate::PixelFormat {}
+// SAFETY: `#[repr(C)]`, fields `u64`, `u32`, `u32`.
+unsafe impl ShmSafe for crate::Plane {}
+// SAFETY: `#[repr(C)]`, fields `PixelFormat`, three `u32` and `[Plane; 4]`, all `ShmSafe`.
+unsafe impl ShmSafe for crate::VideoFormat {}
+// SAFETY: `#[repr(C)]`, fields `i64`, `u64`, `u64` and `VideoFormat`, all `ShmSafe`.
+unsafe impl ShmSafe for crate::FrameMeta {}
+
+/// Aligns a value to its own 128-byte block, so that two hot words written by different threads
+/// never share a cache line (128 rather than 64 because x86 prefetches lines in pairs).
+#[derive(Default)]
+#[repr(C, align(128))]
+pub(crate) struct CachePadded<T>(pub(crate) T);
+
+// SAFETY: `#[repr(C)]` wrapper around one `ShmSafe` value; the padding bytes are never read.
+unsafe impl<T: ShmSafe> ShmSafe for CachePadded<T> {}
+
+impl<T> std::ops::Deref for CachePadded<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}

@@ -1,0 +1,142 @@
+//! Blocking until a queue has a value: a short spin, then a futex wait on a word in the block.
+//!
+//! # Why no wake-up is lost
+//!
+//! A waker pushes a value (its tail CAS is `SeqCst`) and then reads `waiters` (`SeqCst`); it makes
+//! the `futex` system call only if that count is non-zero. A waiter adds itself to `waiters`
+//! (`SeqCst`), reads `seq`, and sleeps only if the queue's head equals its tail (`SeqCst` loads)
+//! and `seq` is still what it read. In the single total order of `SeqCst` operations, either the
+//! waker's read of `waiters` comes after the waiter's registration (and the waker bumps `seq` and
+//! wakes it), or it comes before, and then the waker's tail CAS also precedes the waiter's tail
+//! read, so the waiter sees the value and does not sleep. Futexes are not private, so the same
+//! holds between processes that map the block.
+//!
+//! A woken waiter may lose the value to a thread that did not wait; it then sleeps again. A waiter
+//! whose timeout expires tries the queue once more before giving up, so a wake-up meant for it is
+//! never swallowed while a value sits in the queue.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use rustix::thread::futex;
+
+use crate::block::WaitWord;
+use crate::queue::QueueRef;
+
+/// How long to wait for a buffer.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use buffer_core::Wait;
+///
+/// let modes = [Wait::NoWait, Wait::Forever, Wait::Timeout(Duration::from_millis(100))];
+/// assert_eq!(modes.len(), 3);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Return at once if no buffer is ready.
+    NoWait,
+    /// Wait until a buffer is ready or the pool is closed.
+    Forever,
+    /// Wait at most this long.
+    Timeout(Duration),
+}
+
+/// Spin iterations before registering as a waiter: enough to cover a release that is a few
+/// hundred nanoseconds away, short enough not to burn a core.
+const SPIN_ROUNDS: u32 = 64;
+
+/// Why a wait ended without a value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitFailure {
+    /// The queue stayed empty for the whole timeout (or `NoWait` found it empty).
+    TimedOut,
+    /// The pool was closed.
+    Closed,
+}
+
+/// Pops from `queue`, waiting as `mode` says. `closed` is consulted before every sleep.
+pub(crate) fn pop_waiting(
+    queue: QueueRef<'_>,
+    word: &WaitWord,
+    mode: Wait,
+    is_closed: impl Fn() -> bool,
+    on_wait: impl FnOnce(),
+) -> Result<u32, WaitFailure> {
+    if let Some(value) = queue.pop() {
+        return Ok(value);
+    }
+    if is_closed() {
+        return Err(WaitFailure::Closed);
+    }
+    let deadline = match mode {
+        Wait::NoWait => return Err(WaitFailure::TimedOut),
+        Wait::Forever => None,
+        Wait::Timeout(timeout) => Some(Instant::now() + timeout),
+    };
+    on_wait();
+    for _ in 0..SPIN_ROUNDS {
+        std::hint::spin_loop();
+        if let Some(value) = queue.pop() {
+            return Ok(value);
+        }
+    }
+    word.waiters.fetch_add(1, Ordering::SeqCst);
+    let result = sleep_until_popped(queue, word, deadline, is_closed);
+    word.waiters.fetch_sub(1, Ordering::SeqCst);
+    result
+}
+
+fn sleep_until_popped(
+    queue: QueueRef<'_>,
+    word: &WaitWord,
+    deadline: Option<Instant>,
+    is_closed: impl Fn() -> bool,
+) -> Result<u32, WaitFailure> {
+    loop {
+        let seq = word.seq.load(Ordering::SeqCst);
+        if let Some(value) = queue.pop() {
+            return Ok(value);
+        }
+        if is_closed() {
+            return Err(WaitFailure::Closed);
+        }
+        if queue.has_claimed() {
+            // A push is publishing its value right now; it will be poppable in a moment.
+            std::thread::yield_now();
+            continue;
+        }
+        let timeout = match deadline {
+            None => None,
+            Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left),
+                _ => return Err(WaitFailure::TimedOut),
+            },
+        };
+        let timespec = timeout.map(|left| rustix::thread::futex::Timespec {
+            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
+            tv_nsec: left.subsec_nanos().into(),
+        });
+        // EAGAIN (seq moved on), EINTR and ETIMEDOUT all mean "look again"; the loop re-checks
+        // the queue, the pool and the deadline.
+        let _ = futex::wait(&word.seq, futex::Flags::empty(), seq, timespec.as_ref());
+    }
+}
+
+/// Wakes one waiter of `word`, if any is registered. Costs one load when nobody waits.
+pub(crate) fn wake_one(word: &WaitWord) {
+    if word.waiters.load(Ordering::SeqCst) != 0 {
+        word.seq.fetch_add(1, Ordering::SeqCst);
+        // A failure (only EFAULT, impossible for a valid reference) could not be acted on.
+        let _ = futex::wake(&word.seq, futex::Flags::empty(), 1);
+    }
+}
+
+/// Wakes every waiter of `word` (used by `close`).
+pub(crate) fn wake_all(word: &WaitWord) {
+    word.seq.fetch_add(1, Ordering::SeqCst);
+    // The kernel reads the count as an `int`: `i32::MAX` means "all" (`u32::MAX` would be -1).
+    let _ = futex::wake(&word.seq, futex::Flags::empty(), i32::MAX as u32);
+}

@@ -1,0 +1,120 @@
+//! Blocking acquisition: wake-ups on release, timeouts, and close waking every waiter.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use buffer_core::{AcquireError, BufferPool, PoolConfig, Wait};
+
+#[test]
+fn a_waiter_wakes_when_a_buffer_is_released() {
+    let pool = BufferPool::with_heap_buffers(PoolConfig::new("wake"), 1, 8).unwrap();
+    let held = pool.acquire_free(Wait::NoWait).unwrap();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| pool.acquire_free(Wait::Forever).map(|g| g.id().slot));
+        std::thread::sleep(Duration::from_millis(50));
+        drop(held);
+        assert_eq!(waiter.join().unwrap().unwrap(), 0);
+    });
+    assert!(pool.stats().waits >= 1);
+}
+
+#[test]
+fn a_consumer_wakes_when_a_buffer_is_submitted() {
+    let pool = BufferPool::with_heap_buffers(PoolConfig::new("fill"), 1, 8).unwrap();
+    std::thread::scope(|s| {
+        let consumer = s.spawn(|| {
+            pool.acquire_filled(Wait::Timeout(Duration::from_secs(30)))
+                .map(|g| g.meta().sequence)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let mut w = pool.acquire_free(Wait::NoWait).unwrap();
+        w.meta_mut().sequence = 77;
+        w.submit();
+        assert_eq!(consumer.join().unwrap().unwrap(), 77);
+    });
+}
+
+#[test]
+fn a_timeout_returns_an_error_after_at_least_the_timeout() {
+    let pool = BufferPool::with_heap_buffers(PoolConfig::new("slow"), 1, 8).unwrap();
+    let _held = pool.acquire_free(Wait::NoWait).unwrap();
+    let timeout = Duration::from_millis(80);
+    let start = Instant::now();
+    let err = pool.acquire_free(Wait::Timeout(timeout)).unwrap_err();
+    assert!(start.elapsed() >= timeout);
+    assert!(
+        matches!(err, AcquireError::Timeout { waited, .. } if waited == timeout),
+        "{err}"
+    );
+    assert!(err.to_string().contains("1 in use"), "{err}");
+    assert_eq!(pool.stats().timeouts, 1);
+}
+
+#[test]
+fn close_wakes_every_waiter_with_an_error() {
+    const WAITERS: u32 = 6;
+    let pool = BufferPool::with_heap_buffers(PoolConfig::new("close"), 1, 8).unwrap();
+    let _held = pool.acquire_free(Wait::NoWait).unwrap();
+    let closed = AtomicU32::new(0);
+    std::thread::scope(|s| {
+        for i in 0..WAITERS {
+            let (pool, closed) = (&pool, &closed);
+            s.spawn(move || {
+                let result = if i % 2 == 0 {
+                    pool.acquire_free(Wait::Forever).map(drop)
+                } else {
+                    pool.acquire_filled(Wait::Forever).map(drop)
+                };
+                if matches!(result, Err(AcquireError::Closed { .. })) {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        pool.close();
+    });
+    assert_eq!(closed.load(Ordering::SeqCst), WAITERS);
+}
+
+#[test]
+fn consumers_drain_filled_buffers_after_close() {
+    let pool = BufferPool::with_heap_buffers(PoolConfig::new("drain"), 2, 8).unwrap();
+    pool.acquire_free(Wait::NoWait).unwrap().submit();
+    pool.close();
+    assert!(matches!(
+        pool.acquire_free(Wait::NoWait),
+        Err(AcquireError::Closed { .. })
+    ));
+    drop(pool.acquire_filled(Wait::Forever).unwrap());
+    assert!(matches!(
+        pool.acquire_filled(Wait::Forever),
+        Err(AcquireError::Closed { .. })
+    ));
+}
+
+#[test]
+fn many_threads_contending_for_few_buffers_all_finish() {
+    const THREADS: usize = 8;
+    const ROUNDS: usize = if cfg!(miri) { 10 } else { 2_000 };
+    let pool = BufferPool::with_heap_buffers(PoolConfig::new("contend"), 2, 64).unwrap();
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let pool = &pool;
+            s.spawn(move || {
+                for _ in 0..ROUNDS {
+                    if t % 2 == 0 {
+                        let mut w = pool.acquire_free(Wait::Forever).unwrap();
+                        w.as_mut_slice().unwrap().fill(t as u8);
+                        w.submit();
+                    } else {
+                        let r = pool.acquire_filled(Wait::Forever).unwrap();
+                        let data = r.as_slice().unwrap();
+                        assert!(data.iter().all(|&b| b == data[0]), "torn frame");
+                    }
+                }
+            });
+        }
+    });
+    let counts = pool.counts();
+    assert_eq!((counts.free, counts.filled, counts.in_use), (2, 0, 0));
+}
