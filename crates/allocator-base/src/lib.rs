@@ -1,1 +1,66 @@
-//! wip
+//! The allocator layer: backends say how to create and release one buffer's memory; the pool
+//! lifecycle and the registry are written once, here.
+//!
+//! ```text
+//!   Allocator<B: Backend> ── allocate_pool_with_buffers / inject / remove / destroy ──┐
+//!        │ create(size), release(memory)                                             ▼
+//!   Backend (normal, avframe, fb, cuda)                       Registry (single owner of pools)
+//!                                                                 │ get(pool_id)
+//!                                                                 ▼
+//!                                                        BufferPool handle (buffer-core)
+//! ```
+//!
+//! - [`Backend`]: an `unsafe trait` with `create` and `release` for one buffer, its memory kind
+//!   and alignment.
+//! - [`Allocator`]: creates pools full of backend buffers, grows them (backend buffers or
+//!   external memory), shrinks them, destroys them; dropping it destroys its pools. Every buffer
+//!   is released through its backend exactly once, whatever order things are dropped in.
+//! - [`Registry`]: the process-wide owner of pools; users get temporary access by id, and only
+//!   the allocator that created a pool may change or destroy it.
+//! - `conformance` (feature `conformance`): the suite every backend crate runs.
+//!
+//! # Examples
+//!
+//! ```
+//! use allocator_base::{Allocator, Backend, Created, Registry};
+//! use buffer_core::{MemoryKind, Wait};
+//!
+//! struct Boxes;
+//! // SAFETY: each buffer is its own boxed slice of `size` bytes, freed only in `release`.
+//! unsafe impl Backend for Boxes {
+//!     type Memory = Box<[u8]>;
+//!     type Error = std::convert::Infallible;
+//!     fn name(&self) -> &'static str { "boxes" }
+//!     fn memory_kind(&self) -> MemoryKind { MemoryKind::Host }
+//!     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+//!         let mut memory = vec![0u8; size].into_boxed_slice();
+//!         let addr = memory.as_mut_ptr();
+//!         Ok(Created { memory, addr, phys: None })
+//!     }
+//!     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+//! }
+//!
+//! let allocator = Allocator::new(Boxes);
+//! let id = allocator.allocate_pool_with_buffers(3, 1024, "packets", "net")?;
+//! let pool = Registry::global().get(id)?;
+//! let mut buffer = pool.acquire_free(Wait::NoWait)?;
+//! buffer.as_mut_slice()?[0] = 1;
+//! buffer.submit();
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+mod allocator;
+mod backend;
+mod error;
+mod registry;
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+pub use allocator::Allocator;
+pub use backend::{Backend, Created};
+pub use error::{
+    AllocatePoolError, BackendError, InjectBufferError, LookupError, OwnershipError,
+    RemoveBufferError,
+};
+pub use registry::{AllocatorId, Registry};

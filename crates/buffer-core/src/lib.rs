@@ -29,7 +29,7 @@
 //! use std::time::Duration;
 //! use buffer_core::{BufferPool, PoolConfig, Wait};
 //!
-//! let pool = BufferPool::with_heap_buffers(PoolConfig::new("frames").capacity(8), 4, 4096)?;
+//! let pool = BufferPool::with_heap_buffers(PoolConfig::new("frames").with_capacity(8), 4, 4096)?;
 //! let consumer_pool = pool.pool().clone();
 //! let consumer = std::thread::spawn(move || {
 //!     let mut sum = 0u64;

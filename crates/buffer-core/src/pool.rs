@@ -31,8 +31,9 @@ pub const DEFAULT_CAPACITY: u32 = 64;
 /// ```
 /// use buffer_core::PoolConfig;
 ///
-/// let config = PoolConfig::new("decoder").category("video").capacity(16);
-/// assert_eq!(config.capacity_value(), 16);
+/// let config = PoolConfig::new("decoder").with_category("video").with_capacity(16);
+/// assert_eq!(config.capacity(), 16);
+/// assert_eq!(config.category(), "video");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PoolConfig {
@@ -52,19 +53,29 @@ impl PoolConfig {
     }
 
     /// Sets the category (a free-form grouping such as "video" or "audio").
-    pub fn category(mut self, category: impl Into<String>) -> PoolConfig {
+    pub fn with_category(mut self, category: impl Into<String>) -> PoolConfig {
         self.category = category.into();
         self
     }
 
     /// Sets the most buffers the pool can ever hold (1 to [`MAX_CAPACITY`]).
-    pub fn capacity(mut self, capacity: u32) -> PoolConfig {
+    pub fn with_capacity(mut self, capacity: u32) -> PoolConfig {
         self.capacity = capacity;
         self
     }
 
+    /// The name set.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The category set.
+    pub fn category(&self) -> &str {
+        &self.category
+    }
+
     /// The capacity set.
-    pub fn capacity_value(&self) -> u32 {
+    pub fn capacity(&self) -> u32 {
         self.capacity
     }
 

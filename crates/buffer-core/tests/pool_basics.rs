@@ -6,7 +6,7 @@ use buffer_core::{
 };
 
 fn pool(count: u32, size: usize) -> buffer_core::PoolOwner {
-    BufferPool::with_heap_buffers(PoolConfig::new("test").capacity(8), count, size).unwrap()
+    BufferPool::with_heap_buffers(PoolConfig::new("test").with_capacity(8), count, size).unwrap()
 }
 
 #[test]
@@ -202,7 +202,7 @@ fn ids_of_removed_buffers_are_stale() {
 
 #[test]
 fn pools_grow_and_shrink_up_to_capacity() {
-    let pool = BufferPool::create(PoolConfig::new("grow").capacity(2)).unwrap();
+    let pool = BufferPool::create(PoolConfig::new("grow").with_capacity(2)).unwrap();
     assert_eq!(pool.counts().total, 0, "a pool may start empty");
     for _ in 0..2 {
         let storage: &'static mut [u8] = Box::leak(vec![0u8; 16].into_boxed_slice());
@@ -277,15 +277,15 @@ fn bad_configs_are_refused_with_reasons() {
         (PoolConfig::new(""), "name"),
         (PoolConfig::new(long.clone()), "name"),
         (PoolConfig::new("a\0b"), "name"),
-        (PoolConfig::new("ok").category(long), "category"),
-        (PoolConfig::new("ok").capacity(0), "capacity"),
-        (PoolConfig::new("ok").capacity(u32::MAX), "capacity"),
+        (PoolConfig::new("ok").with_category(long), "category"),
+        (PoolConfig::new("ok").with_capacity(0), "capacity"),
+        (PoolConfig::new("ok").with_capacity(u32::MAX), "capacity"),
     ] {
         let err = BufferPool::create(config).unwrap_err();
         assert!(err.to_string().contains(want), "{err}");
     }
     assert_eq!(
-        BufferPool::with_heap_buffers(PoolConfig::new("ok").capacity(2), 3, 8).unwrap_err(),
+        BufferPool::with_heap_buffers(PoolConfig::new("ok").with_capacity(2), 3, 8).unwrap_err(),
         CreatePoolError::TooManyBuffers {
             count: 3,
             capacity: 2

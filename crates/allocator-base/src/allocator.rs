@@ -1,0 +1,289 @@
+//! The pool lifecycle, written once for every backend.
+
+use std::sync::Arc;
+
+use buffer_core::{BufferMemory, BufferPool, PoolConfig, PoolId, Queue, Wait};
+use parking_lot::Mutex;
+
+use crate::backend::{Backend, Created};
+use crate::error::{
+    AllocatePoolError, InjectBufferError, LookupError, OwnershipError, RemoveBufferError,
+};
+use crate::registry::{AllocatorId, Registry};
+
+/// Releases one backend buffer exactly once: when the pool drops it.
+struct BackendOwned<B: Backend> {
+    backend: Arc<B>,
+    memory: Option<B::Memory>,
+}
+
+impl<B: Backend> Drop for BackendOwned<B> {
+    fn drop(&mut self) {
+        if let Some(memory) = self.memory.take() {
+            self.backend.release(memory);
+        }
+    }
+}
+
+/// Creates pools whose buffers a [`Backend`] makes, and destroys them.
+///
+/// Every pool it creates is registered in [`Registry::global`]; users reach it by id. Dropping
+/// the allocator destroys its pools (buffers still held by guards are released when their guards
+/// drop, through the backend, which the buffers keep alive).
+///
+/// # Examples
+///
+/// ```
+/// use allocator_base::{Allocator, Backend, Created};
+/// use buffer_core::{MemoryKind, Queue, Wait};
+/// # struct Boxes;
+/// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+/// # unsafe impl Backend for Boxes {
+/// #     type Memory = Box<[u8]>;
+/// #     type Error = std::convert::Infallible;
+/// #     fn name(&self) -> &'static str { "boxes" }
+/// #     fn memory_kind(&self) -> MemoryKind { MemoryKind::Host }
+/// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+/// #         let mut memory = vec![0u8; size].into_boxed_slice();
+/// #         let addr = memory.as_mut_ptr();
+/// #         Ok(Created { memory, addr, phys: None })
+/// #     }
+/// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+/// # }
+///
+/// let allocator = Allocator::new(Boxes);
+/// let id = allocator.allocate_pool_with_buffers(2, 4096, "frames", "video")?;
+/// allocator.inject_buffer(id, 4096, Queue::Free)?;
+/// allocator.remove_buffer(id, Wait::NoWait)?;
+/// assert_eq!(allocator.pool(id)?.counts().total, 2);
+/// allocator.destroy_pools();
+/// assert!(allocator.pool(id).is_err());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Allocator<B: Backend> {
+    id: AllocatorId,
+    backend: Arc<B>,
+    pools: Mutex<Vec<PoolId>>,
+}
+
+impl<B: Backend> Allocator<B> {
+    /// An allocator using `backend`.
+    pub fn new(backend: B) -> Allocator<B> {
+        Allocator {
+            id: AllocatorId::next(),
+            backend: Arc::new(backend),
+            pools: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// This allocator's id.
+    pub fn id(&self) -> AllocatorId {
+        self.id
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+
+    /// Creates a pool of `count` buffers of `size` bytes on the free queue, registers it and
+    /// returns its id. The pool's capacity is the larger of `count` and
+    /// [`DEFAULT_CAPACITY`](buffer_core::DEFAULT_CAPACITY); use
+    /// [`Allocator::allocate_pool`] to choose it.
+    pub fn allocate_pool_with_buffers(
+        &self,
+        count: u32,
+        size: usize,
+        name: &str,
+        category: &str,
+    ) -> Result<PoolId, AllocatePoolError> {
+        let config = PoolConfig::new(name)
+            .with_category(category)
+            .with_capacity(count.max(buffer_core::DEFAULT_CAPACITY));
+        self.allocate_pool(config, count, size)
+    }
+
+    /// Creates a pool as `config` says with `count` buffers of `size` bytes on the free queue,
+    /// registers it and returns its id. If any buffer cannot be created, everything created so
+    /// far is released and nothing is registered.
+    pub fn allocate_pool(
+        &self,
+        config: PoolConfig,
+        count: u32,
+        size: usize,
+    ) -> Result<PoolId, AllocatePoolError> {
+        let name = || config.name().to_owned();
+        if count > config.capacity() {
+            return Err(buffer_core::CreatePoolError::TooManyBuffers {
+                count,
+                capacity: config.capacity(),
+            }
+            .into());
+        }
+        if size == 0 {
+            return Err(buffer_core::CreatePoolError::ZeroSize.into());
+        }
+        let owner = BufferPool::create(config.clone())?;
+        for index in 0..count {
+            let memory = self
+                .create_memory(size)
+                .map_err(|source| AllocatePoolError::Backend {
+                    backend: self.backend.name(),
+                    name: name(),
+                    index,
+                    count,
+                    size,
+                    source,
+                })?;
+            // Cannot fail: the pool is new, open, and has room for `count` buffers.
+            owner
+                .inject(memory, Queue::Free)
+                .expect("a new pool accepts its initial buffers");
+        }
+        let id = Registry::global().register(self.id, owner);
+        self.pools.lock().push(id);
+        Ok(id)
+    }
+
+    /// Grows a pool this allocator created by one new `size`-byte buffer, put on `queue`.
+    pub fn inject_buffer(
+        &self,
+        pool: PoolId,
+        size: usize,
+        queue: Queue,
+    ) -> Result<(), InjectBufferError> {
+        let owner = Registry::global().owned_by(self.id, pool)?;
+        if size == 0 {
+            return Err(buffer_core::InjectError::Empty {
+                pool: owner.name().into(),
+            }
+            .into());
+        }
+        let memory = self
+            .create_memory(size)
+            .map_err(|source| InjectBufferError::Backend {
+                backend: self.backend.name(),
+                size,
+                source,
+            })?;
+        owner.inject(memory, queue)?;
+        Ok(())
+    }
+
+    /// Grows a pool this allocator created by a buffer over memory someone else owns (ownership
+    /// [`External`](buffer_core::Ownership::External): never freed by the pool). The memory is
+    /// taken to be of the backend's kind and must have the backend's alignment.
+    ///
+    /// # Safety
+    ///
+    /// `virt` must point to `size` bytes of the backend's kind of memory that stay valid until
+    /// the pool is destroyed and every guard of it dropped, and that nothing else accesses while
+    /// a guard holds the buffer.
+    pub unsafe fn inject_external(
+        &self,
+        pool: PoolId,
+        virt: *mut u8,
+        phys: Option<u64>,
+        size: usize,
+        queue: Queue,
+    ) -> Result<(), InjectBufferError> {
+        let bad = |reason: String| InjectBufferError::BadExternal {
+            addr: virt as usize,
+            size,
+            reason,
+        };
+        let owner = Registry::global().owned_by(self.id, pool)?;
+        if virt.is_null() {
+            return Err(bad("the address is null".into()));
+        }
+        if size == 0 {
+            return Err(bad("the size is 0".into()));
+        }
+        let align = self.backend.alignment();
+        if !(virt as usize).is_multiple_of(align) {
+            return Err(bad(format!(
+                "the {} backend needs {align}-byte alignment",
+                self.backend.name()
+            )));
+        }
+        if (virt as usize).checked_add(size).is_none() {
+            return Err(bad("the region wraps around the address space".into()));
+        }
+        // SAFETY: the caller promises what `BufferMemory::external` requires.
+        let memory =
+            unsafe { BufferMemory::external(virt, size, self.backend.memory_kind(), phys) };
+        owner.inject(memory, queue)?;
+        Ok(())
+    }
+
+    /// Shrinks a pool this allocator created by one free buffer (waiting for one as `wait`
+    /// says), releasing its memory through the backend (external memory is only forgotten).
+    pub fn remove_buffer(&self, pool: PoolId, wait: Wait) -> Result<(), RemoveBufferError> {
+        Registry::global().owned_by(self.id, pool)?.remove(wait)?;
+        Ok(())
+    }
+
+    /// Destroys one pool this allocator created.
+    pub fn destroy_pool(&self, pool: PoolId) -> Result<(), OwnershipError> {
+        Registry::global().unregister(self.id, pool)?;
+        self.pools.lock().retain(|&id| id != pool);
+        Ok(())
+    }
+
+    /// Destroys every pool this allocator created: waiters wake with an error, free and filled
+    /// buffers are released through the backend now, held ones when their guards drop.
+    pub fn destroy_pools(&self) {
+        let pools = std::mem::take(&mut *self.pools.lock());
+        for pool in pools {
+            // Only this allocator unregisters its pools, so each is still registered.
+            let _ = Registry::global().unregister(self.id, pool);
+        }
+    }
+
+    /// Ids of the pools this allocator created and has not destroyed.
+    pub fn pool_ids(&self) -> Vec<PoolId> {
+        self.pools.lock().clone()
+    }
+
+    /// Temporary access to a registered pool (any allocator's).
+    pub fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
+        Registry::global().get(pool)
+    }
+
+    fn create_memory(&self, size: usize) -> Result<BufferMemory, crate::BackendError> {
+        let Created { memory, addr, phys } = self.backend.create(size)?;
+        let owner = BackendOwned {
+            backend: Arc::clone(&self.backend),
+            memory: Some(memory),
+        };
+        debug_assert!(!addr.is_null());
+        // SAFETY: the `Backend` contract: `addr` points to `size` bytes of the backend's kind,
+        // valid and untouched by others until `memory` is released, which happens only when the
+        // pool drops `owner`.
+        Ok(unsafe {
+            BufferMemory::owned(
+                addr,
+                size,
+                self.backend.memory_kind(),
+                phys,
+                Box::new(owner),
+            )
+        })
+    }
+}
+
+impl<B: Backend> Drop for Allocator<B> {
+    fn drop(&mut self) {
+        self.destroy_pools();
+    }
+}
+
+impl<B: Backend> std::fmt::Debug for Allocator<B> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Allocator")
+            .field("id", &self.id)
+            .field("backend", &self.backend.name())
+            .field("pools", &self.pool_ids())
+            .finish()
+    }
+}

@@ -1,0 +1,512 @@
+//! The conformance suite every backend crate runs against its backend.
+//!
+//! [`conformance_tests!`](crate::conformance_tests) expands to one `#[test]` per check; each check
+//! wraps the backend in a [`Counting`] backend that records every create and release (and can be
+//! told to fail), so the checks can assert that each buffer is released through the backend
+//! exactly once, whatever the drop order.
+//!
+//! ```ignore
+//! // in a backend crate's tests/conformance.rs
+//! allocator_base::conformance_tests!(my_backend::MyBackend::default());
+//! ```
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use buffer_core::{AcquireError, Ownership, PoolConfig, Queue, Wait};
+use parking_lot::Mutex;
+
+use crate::{
+    AllocatePoolError, Allocator, Backend, Created, InjectBufferError, OwnershipError, Registry,
+    RemoveBufferError,
+};
+
+/// Size of the buffers the checks create: not a multiple of any alignment, to catch rounding bugs.
+pub const BUFFER_SIZE: usize = 4096 + 100;
+
+/// What a [`Counting`] backend saw.
+#[derive(Default)]
+pub struct Ledger {
+    creates: AtomicUsize,
+    releases: AtomicUsize,
+    live: Mutex<HashSet<usize>>,
+    /// Fail the create with this 1-based number (0: never).
+    fail_at: AtomicUsize,
+}
+
+impl Ledger {
+    /// Buffers created so far.
+    pub fn creates(&self) -> usize {
+        self.creates.load(Ordering::SeqCst)
+    }
+
+    /// Buffers released so far.
+    pub fn releases(&self) -> usize {
+        self.releases.load(Ordering::SeqCst)
+    }
+
+    /// Buffers created and not yet released.
+    pub fn live(&self) -> usize {
+        self.live.lock().len()
+    }
+
+    /// Makes the `n`-th create from now fail (1 = the next one).
+    pub fn fail_create_in(&self, n: usize) {
+        self.fail_at.store(self.creates() + n, Ordering::SeqCst);
+    }
+}
+
+/// A create failure injected by [`Ledger::fail_create_in`].
+#[derive(Debug, thiserror::Error)]
+#[error("injected failure for create number {0}")]
+pub struct InjectedFailure(usize);
+
+/// Wraps a backend, counting creates and releases and panicking on a double release.
+pub struct Counting<B> {
+    inner: B,
+    ledger: Arc<Ledger>,
+}
+
+impl<B> Counting<B> {
+    /// Wraps `inner`; the returned ledger tells what happened.
+    pub fn new(inner: B) -> (Counting<B>, Arc<Ledger>) {
+        let ledger = Arc::new(Ledger::default());
+        (
+            Counting {
+                inner,
+                ledger: Arc::clone(&ledger),
+            },
+            ledger,
+        )
+    }
+}
+
+/// The failure of a [`Counting`] backend's create: injected, or the wrapped backend's own.
+#[derive(Debug, thiserror::Error)]
+pub enum CountingError<E> {
+    /// Injected by the test.
+    #[error(transparent)]
+    Injected(#[from] InjectedFailure),
+    /// The wrapped backend failed.
+    #[error(transparent)]
+    Inner(E),
+}
+
+// SAFETY: every buffer comes from the wrapped backend, which upholds the contract; the wrapper
+// passes each handle back to it unchanged, exactly once.
+unsafe impl<B: Backend> Backend for Counting<B> {
+    type Memory = (usize, B::Memory);
+    type Error = CountingError<B::Error>;
+
+    fn name(&self) -> &'static str {
+        self.inner.name()
+    }
+
+    fn memory_kind(&self) -> buffer_core::MemoryKind {
+        self.inner.memory_kind()
+    }
+
+    fn alignment(&self) -> usize {
+        self.inner.alignment()
+    }
+
+    fn create(&self, size: usize) -> Result<Created<Self::Memory>, Self::Error> {
+        let number = self.ledger.creates.load(Ordering::SeqCst) + 1;
+        // One-shot: the failed create is not counted, so the next one has the same number.
+        if self
+            .ledger
+            .fail_at
+            .compare_exchange(number, 0, Ordering::SeqCst, Ordering::SeqCst)
+            .is_ok()
+        {
+            return Err(InjectedFailure(number).into());
+        }
+        let created = self.inner.create(size).map_err(CountingError::Inner)?;
+        self.ledger.creates.fetch_add(1, Ordering::SeqCst);
+        assert!(
+            self.ledger.live.lock().insert(created.addr as usize),
+            "backend handed out live memory twice"
+        );
+        Ok(Created {
+            memory: (created.addr as usize, created.memory),
+            addr: created.addr,
+            phys: created.phys,
+        })
+    }
+
+    fn release(&self, (addr, memory): Self::Memory) {
+        assert!(
+            self.ledger.live.lock().remove(&addr),
+            "buffer at {addr:#x} released twice or never created"
+        );
+        self.ledger.releases.fetch_add(1, Ordering::SeqCst);
+        self.inner.release(memory);
+    }
+}
+
+fn counting<B: Backend>(backend: B) -> (Allocator<Counting<B>>, Arc<Ledger>) {
+    let (backend, ledger) = Counting::new(backend);
+    (Allocator::new(backend), ledger)
+}
+
+/// A pool of `count` buffers has them all free, of the right size, kind and alignment, at
+/// distinct addresses, and (for host memory) keeps what is written.
+pub fn creates_pools<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let kind = allocator.backend().memory_kind();
+    let id = allocator
+        .allocate_pool_with_buffers(4, BUFFER_SIZE, "conformance-create", "test")
+        .unwrap();
+    assert_eq!(ledger.creates(), 4);
+    let pool = allocator.pool(id).unwrap();
+    assert_eq!(
+        (pool.name(), pool.category()),
+        ("conformance-create", "test")
+    );
+    let counts = pool.counts();
+    assert_eq!((counts.total, counts.free), (4, 4));
+    let mut guards: Vec<_> = (0..4)
+        .map(|_| pool.acquire_free(Wait::NoWait).unwrap())
+        .collect();
+    let addrs: HashSet<usize> = guards.iter().map(|g| g.buffer().virt_addr).collect();
+    assert_eq!(addrs.len(), 4, "buffers share memory");
+    for (i, guard) in guards.iter_mut().enumerate() {
+        let buffer = guard.buffer();
+        assert_eq!(buffer.size, BUFFER_SIZE);
+        assert_eq!(buffer.kind, kind);
+        assert_eq!(buffer.ownership, Ownership::Owned);
+        assert_eq!(
+            buffer.virt_addr % allocator.backend().alignment(),
+            0,
+            "misaligned"
+        );
+        if kind.is_host_accessible() {
+            guard.as_mut_slice().unwrap().fill(i as u8 + 1);
+        } else {
+            assert!(
+                guard.as_mut_slice().is_err(),
+                "device memory must refuse host access"
+            );
+        }
+    }
+    for guard in guards {
+        guard.submit();
+    }
+    if kind.is_host_accessible() {
+        let mut seen = HashSet::new();
+        while let Ok(read) = pool.acquire_filled(Wait::NoWait) {
+            let data = read.as_slice().unwrap();
+            assert!(
+                data.iter().all(|&b| b == data[0]),
+                "a buffer did not keep its bytes"
+            );
+            seen.insert(data[0]);
+        }
+        assert_eq!(seen.len(), 4);
+    }
+    drop(pool);
+    drop(allocator);
+    assert_eq!(
+        (ledger.creates(), ledger.releases(), ledger.live()),
+        (4, 4, 0)
+    );
+}
+
+/// Injected buffers join the queue asked for; a full pool refuses one and releases it again.
+pub fn injects_buffers<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let config = PoolConfig::new("conformance-inject").with_capacity(3);
+    let id = allocator.allocate_pool(config, 1, BUFFER_SIZE).unwrap();
+    allocator
+        .inject_buffer(id, BUFFER_SIZE, Queue::Free)
+        .unwrap();
+    allocator
+        .inject_buffer(id, 2 * BUFFER_SIZE, Queue::Filled)
+        .unwrap();
+    let pool = allocator.pool(id).unwrap();
+    assert_eq!((pool.counts().free, pool.counts().filled), (2, 1));
+    assert_eq!(
+        pool.acquire_filled(Wait::NoWait).unwrap().buffer().size,
+        2 * BUFFER_SIZE
+    );
+    let err = allocator
+        .inject_buffer(id, BUFFER_SIZE, Queue::Free)
+        .unwrap_err();
+    assert!(matches!(err, InjectBufferError::Pool(_)), "{err}");
+    assert_eq!(ledger.creates(), 4);
+    assert_eq!(ledger.live(), 3, "the refused buffer was released at once");
+    assert!(
+        allocator.inject_buffer(id, 0, Queue::Free).is_err(),
+        "0 bytes"
+    );
+    drop(allocator);
+    assert_eq!(ledger.live(), 0);
+}
+
+/// External memory is used but never released through the backend, and bad external memory
+/// (null, empty, misaligned) is refused.
+pub fn wraps_external_memory<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let kind = allocator.backend().memory_kind();
+    let align = allocator.backend().alignment().max(1);
+    let id = allocator
+        .allocate_pool_with_buffers(0, BUFFER_SIZE, "conformance-external", "test")
+        .unwrap();
+    // Memory the test owns, aligned as the backend wants. For device backends it is never
+    // dereferenced (host access is refused), so host memory stands in for it.
+    let mut storage = vec![0u8; BUFFER_SIZE + align];
+    let offset = storage.as_ptr().align_offset(align);
+    let region = storage[offset..offset + BUFFER_SIZE].as_mut_ptr();
+    // SAFETY: `storage` outlives the pool (the allocator is dropped below, before it) and is
+    // untouched while the pool uses it.
+    unsafe { allocator.inject_external(id, region, Some(0x1000_0000), BUFFER_SIZE, Queue::Free) }
+        .unwrap();
+    {
+        let pool = allocator.pool(id).unwrap();
+        let mut guard = pool.acquire_free(Wait::NoWait).unwrap();
+        let buffer = guard.buffer();
+        assert_eq!(buffer.ownership, Ownership::External);
+        assert_eq!(buffer.virt_addr, region as usize);
+        assert_eq!(buffer.phys_addr, Some(0x1000_0000));
+        if let Ok(bytes) = guard.as_mut_slice() {
+            bytes.fill(0xab);
+        }
+    }
+    // SAFETY: refused before the memory is recorded (null), so it is never accessed.
+    let null =
+        unsafe { allocator.inject_external(id, std::ptr::null_mut(), None, 64, Queue::Free) };
+    assert!(matches!(null, Err(InjectBufferError::BadExternal { .. })));
+    // SAFETY: refused before the memory is recorded (0 bytes), so it is never accessed.
+    let empty = unsafe { allocator.inject_external(id, region, None, 0, Queue::Free) };
+    assert!(matches!(empty, Err(InjectBufferError::BadExternal { .. })));
+    if align > 1 {
+        // SAFETY: refused before the memory is recorded (misaligned), so it is never accessed.
+        let skewed =
+            unsafe { allocator.inject_external(id, region.wrapping_add(1), None, 64, Queue::Free) };
+        let err = skewed.unwrap_err();
+        assert!(err.to_string().contains("alignment"), "{err}");
+    }
+    allocator.remove_buffer(id, Wait::NoWait).unwrap();
+    drop(allocator);
+    assert_eq!(
+        (ledger.creates(), ledger.releases()),
+        (0, 0),
+        "external memory is never released"
+    );
+    // Host memory got the guard's writes; device memory refused them, so it was never touched.
+    let expected = if kind.is_host_accessible() { 0xab } else { 0 };
+    assert!(
+        storage[offset..offset + BUFFER_SIZE]
+            .iter()
+            .all(|&b| b == expected)
+    );
+}
+
+/// Removing takes a free buffer out and releases it through the backend, exactly once; with no
+/// free buffer it fails (and waits no longer than asked).
+pub fn removes_buffers<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let id = allocator
+        .allocate_pool_with_buffers(2, BUFFER_SIZE, "conformance-remove", "test")
+        .unwrap();
+    allocator.remove_buffer(id, Wait::NoWait).unwrap();
+    assert_eq!(ledger.releases(), 1);
+    let pool = allocator.pool(id).unwrap();
+    let held = pool.acquire_free(Wait::NoWait).unwrap();
+    let err = allocator
+        .remove_buffer(id, Wait::Timeout(std::time::Duration::from_millis(20)))
+        .unwrap_err();
+    assert!(matches!(err, RemoveBufferError::Pool(_)), "{err}");
+    drop(held);
+    allocator.remove_buffer(id, Wait::NoWait).unwrap();
+    assert_eq!(
+        (pool.counts().total, ledger.releases(), ledger.live()),
+        (0, 2, 0)
+    );
+}
+
+/// Destroying releases every buffer, unregisters the pool, and wakes its waiters.
+pub fn destroys_pools<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let a = allocator
+        .allocate_pool_with_buffers(2, BUFFER_SIZE, "conformance-destroy-a", "test")
+        .unwrap();
+    let b = allocator
+        .allocate_pool_with_buffers(3, BUFFER_SIZE, "conformance-destroy-b", "test")
+        .unwrap();
+    assert_eq!(allocator.pool_ids(), vec![a, b]);
+    let pool_b = allocator.pool(b).unwrap();
+    pool_b.acquire_free(Wait::NoWait).unwrap().submit();
+    std::thread::scope(|s| {
+        let waiter = s.spawn(|| {
+            let pool_a = allocator.pool(a).unwrap();
+            let _held: Vec<_> = (0..2)
+                .map(|_| pool_a.acquire_free(Wait::NoWait).unwrap())
+                .collect();
+            // Both buffers of `a` are held by this thread; this wait ends only by destruction.
+            pool_a.acquire_free(Wait::Forever).map(drop)
+        });
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        allocator.destroy_pools();
+        assert!(matches!(
+            waiter.join().unwrap(),
+            Err(AcquireError::Closed { .. })
+        ));
+    });
+    assert!(allocator.pool(a).is_err() && allocator.pool(b).is_err());
+    assert!(allocator.pool_ids().is_empty());
+    assert!(pool_b.is_closed());
+    assert_eq!(pool_b.counts().total, 0, "a kept handle sees an empty pool");
+    assert_eq!(
+        (ledger.creates(), ledger.releases(), ledger.live()),
+        (5, 5, 0)
+    );
+}
+
+/// Guards alive when the pool is destroyed, or the allocator dropped, keep their memory valid
+/// until they drop; then it is released, exactly once.
+pub fn survives_any_drop_order<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let host = allocator.backend().memory_kind().is_host_accessible();
+    let id = allocator
+        .allocate_pool_with_buffers(3, BUFFER_SIZE, "conformance-drop", "test")
+        .unwrap();
+    let pool = allocator.pool(id).unwrap();
+    let mut writer = pool.acquire_free(Wait::NoWait).unwrap();
+    let detached = pool.acquire_free(Wait::NoWait).unwrap().into_id();
+    drop(allocator); // destroys the pool while a guard and a detached id hold buffers
+    assert_eq!(ledger.live(), 2, "held buffers outlive the allocator");
+    if host {
+        writer.as_mut_slice().unwrap().fill(7); // still valid memory
+    }
+    writer.submit();
+    assert_eq!(ledger.live(), 1);
+    drop(pool.redeem_write(detached).unwrap());
+    assert_eq!(ledger.live(), 0);
+    drop(pool);
+    assert_eq!((ledger.creates(), ledger.releases()), (3, 3));
+}
+
+/// A backend failure part-way through creating a pool releases what was created and registers
+/// nothing; a failed injection leaves the pool as it was.
+pub fn cleans_up_after_failures<B: Backend>(backend: B) {
+    let (allocator, ledger) = counting(backend);
+    let registered = |name: &str| {
+        let registry = Registry::global();
+        registry
+            .pool_ids()
+            .into_iter()
+            .any(|id| registry.get(id).is_ok_and(|p| p.name() == name))
+    };
+    ledger.fail_create_in(3);
+    let err = allocator
+        .allocate_pool_with_buffers(5, BUFFER_SIZE, "conformance-fail", "test")
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            AllocatePoolError::Backend {
+                index: 2,
+                count: 5,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(err.to_string().contains("conformance-fail"), "{err}");
+    assert_eq!(
+        (ledger.creates(), ledger.live()),
+        (2, 0),
+        "created buffers were released"
+    );
+    assert!(allocator.pool_ids().is_empty());
+    assert!(!registered("conformance-fail"), "nothing registered");
+
+    let id = allocator
+        .allocate_pool_with_buffers(1, BUFFER_SIZE, "conformance-fail", "test")
+        .unwrap();
+    ledger.fail_create_in(1);
+    let err = allocator
+        .inject_buffer(id, BUFFER_SIZE, Queue::Free)
+        .unwrap_err();
+    assert!(matches!(err, InjectBufferError::Backend { .. }), "{err}");
+    assert_eq!(allocator.pool(id).unwrap().counts().total, 1);
+    drop(allocator);
+    assert_eq!(ledger.live(), 0);
+}
+
+/// Only the allocator that created a pool may change or destroy it.
+pub fn guards_pool_ownership<B: Backend>(make: impl Fn() -> B) {
+    let (creator, _) = counting(make());
+    let (other, other_ledger) = counting(make());
+    let id = creator
+        .allocate_pool_with_buffers(1, BUFFER_SIZE, "conformance-owner", "test")
+        .unwrap();
+    let not_owner = |e: &OwnershipError| matches!(e, OwnershipError::NotOwner { .. });
+    match other.inject_buffer(id, BUFFER_SIZE, Queue::Free) {
+        Err(InjectBufferError::Ownership(e)) => assert!(not_owner(&e), "{e}"),
+        other => panic!("expected NotOwner, got {other:?}"),
+    }
+    match other.remove_buffer(id, Wait::NoWait) {
+        Err(RemoveBufferError::Ownership(e)) => assert!(not_owner(&e), "{e}"),
+        other => panic!("expected NotOwner, got {other:?}"),
+    }
+    assert!(other.destroy_pool(id).is_err());
+    drop(other);
+    assert!(
+        creator.pool(id).is_ok(),
+        "another allocator's drop left the pool alone"
+    );
+    assert_eq!(other_ledger.creates(), 0);
+    creator.destroy_pool(id).unwrap();
+    assert!(matches!(
+        creator.destroy_pool(id),
+        Err(OwnershipError::Unknown(_))
+    ));
+}
+
+/// Expands to one `#[test]` per conformance check, each given a fresh backend from `$make`.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        mod conformance {
+            #[allow(unused_imports)]
+            use super::*;
+            use $crate::conformance as check;
+
+            #[test]
+            fn creates_pools() {
+                check::creates_pools($make);
+            }
+            #[test]
+            fn injects_buffers() {
+                check::injects_buffers($make);
+            }
+            #[test]
+            fn wraps_external_memory() {
+                check::wraps_external_memory($make);
+            }
+            #[test]
+            fn removes_buffers() {
+                check::removes_buffers($make);
+            }
+            #[test]
+            fn destroys_pools() {
+                check::destroys_pools($make);
+            }
+            #[test]
+            fn survives_any_drop_order() {
+                check::survives_any_drop_order($make);
+            }
+            #[test]
+            fn cleans_up_after_failures() {
+                check::cleans_up_after_failures($make);
+            }
+            #[test]
+            fn guards_pool_ownership() {
+                check::guards_pool_ownership(|| $make);
+            }
+        }
+    };
+}

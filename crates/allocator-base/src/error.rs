@@ -1,0 +1,105 @@
+//! One error type per allocator operation.
+
+use buffer_core::{CreatePoolError, InjectError, PoolId, RemoveError};
+
+use crate::AllocatorId;
+
+/// A boxed backend error.
+pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
+
+/// A pool id was not found in the registry.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("no pool {pool} is registered: it was never created or has been destroyed")]
+pub struct LookupError {
+    /// The id looked up.
+    pub pool: PoolId,
+}
+
+/// An allocator was asked to change a pool that it did not create, or that is gone.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum OwnershipError {
+    /// The pool does not exist (any more).
+    #[error(transparent)]
+    Unknown(#[from] LookupError),
+    /// Another allocator created the pool; only that one may change or destroy it.
+    #[error(
+        "pool {pool} was created by allocator {owner}, not by allocator {caller}; ask the allocator that created it"
+    )]
+    NotOwner {
+        /// The pool.
+        pool: PoolId,
+        /// The allocator that created it.
+        owner: AllocatorId,
+        /// The allocator that asked.
+        caller: AllocatorId,
+    },
+}
+
+/// [`Allocator::allocate_pool_with_buffers`](crate::Allocator::allocate_pool_with_buffers) failed;
+/// nothing it created is left behind.
+#[derive(Debug, thiserror::Error)]
+pub enum AllocatePoolError {
+    /// The pool itself could not be created.
+    #[error(transparent)]
+    Pool(#[from] CreatePoolError),
+    /// The backend could not create one of the buffers.
+    #[error(
+        "{backend} backend could not create buffer {index} of {count} ({size} bytes) for pool '{name}': {source}"
+    )]
+    Backend {
+        /// The backend's name.
+        backend: &'static str,
+        /// The pool's name.
+        name: String,
+        /// Which buffer failed (0-based).
+        index: u32,
+        /// How many buffers were asked for.
+        count: u32,
+        /// The buffer size asked for.
+        size: usize,
+        /// The backend's error.
+        source: BackendError,
+    },
+}
+
+/// A buffer could not be added to a pool.
+#[derive(Debug, thiserror::Error)]
+pub enum InjectBufferError {
+    /// The pool is unknown or belongs to another allocator.
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+    /// The backend could not create the buffer.
+    #[error("{backend} backend could not create a {size}-byte buffer: {source}")]
+    Backend {
+        /// The backend's name.
+        backend: &'static str,
+        /// The size asked for.
+        size: usize,
+        /// The backend's error.
+        source: BackendError,
+    },
+    /// External memory is null, empty or not aligned as the backend requires.
+    #[error("external memory at {addr:#x} ({size} bytes) is unusable: {reason}")]
+    BadExternal {
+        /// The address given.
+        addr: usize,
+        /// The size given.
+        size: usize,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// The pool refused the buffer (full or closed); the memory was released again.
+    #[error(transparent)]
+    Pool(#[from] InjectError),
+}
+
+/// A buffer could not be removed from a pool.
+#[derive(Debug, thiserror::Error)]
+pub enum RemoveBufferError {
+    /// The pool is unknown or belongs to another allocator.
+    #[error(transparent)]
+    Ownership(#[from] OwnershipError),
+    /// No free buffer could be taken.
+    #[error(transparent)]
+    Pool(#[from] RemoveError),
+}
