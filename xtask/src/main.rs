@@ -1,1 +1,145 @@
-fn main() {}
+//! Project automation. `cargo xtask ci` runs every check CI runs, in order, and stops at the
+//! first failure with a line saying what to fix.
+
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+/// One check: what it is, the cargo arguments, extra environment, and what to do when it fails.
+struct Step {
+    title: String,
+    args: Vec<&'static str>,
+    env: &'static [(&'static str, &'static str)],
+    fix: &'static str,
+}
+
+/// Clippy runs on each feature set a user can build. The facade has no optional backend yet;
+/// each backend issue adds its feature set here.
+const CLIPPY_FEATURE_SETS: &[&[&str]] = &[
+    &["--workspace", "--all-targets"],
+    &["--workspace", "--all-targets", "--all-features"],
+];
+
+/// Every check, in the order CI runs them: cheapest first.
+fn plan() -> Vec<Step> {
+    let mut steps = vec![Step {
+        title: "formatting".into(),
+        args: vec!["fmt", "--all", "--check"],
+        env: &[],
+        fix: "run `cargo fmt --all` and commit the result",
+    }];
+    for set in CLIPPY_FEATURE_SETS {
+        let mut args = vec!["clippy", "--locked"];
+        args.extend_from_slice(set);
+        args.extend_from_slice(&["--", "-D", "warnings"]);
+        steps.push(Step {
+            title: format!("clippy {}", set.join(" ")),
+            args,
+            env: &[],
+            fix: "fix the lints above (clippy runs with -D warnings)",
+        });
+    }
+    steps.extend([
+        Step {
+            title: "tests (unit, integration, property, conformance) and doc tests".into(),
+            args: vec!["test", "--workspace", "--all-features", "--locked"],
+            env: &[],
+            fix: "fix the failing tests above (rerun one with `cargo test -p CRATE --test NAME`)",
+        },
+        Step {
+            title: "documentation".into(),
+            args: vec!["doc", "--workspace", "--no-deps", "--all-features", "--locked"],
+            env: &[("RUSTDOCFLAGS", "-D warnings")],
+            fix: "fix the rustdoc warnings above (broken links, missing docs)",
+        },
+        Step {
+            title: "packaging of every publishable crate".into(),
+            args: vec!["package", "--workspace", "--exclude", "xtask", "--locked", "--allow-dirty"],
+            env: &[],
+            fix: "make each crate package on its own: path dependencies need a version, files must lie inside the crate",
+        },
+    ]);
+    steps
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("ci") => ci(),
+        _ => {
+            eprintln!(
+                "usage: cargo xtask ci\n\n  ci    formatting, clippy on every feature set, tests, doc tests, docs, packaging"
+            );
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn ci() -> ExitCode {
+    let started = Instant::now();
+    if let Err(message) = ensure_rust_components() {
+        eprintln!("xtask ci: {message}");
+        return ExitCode::FAILURE;
+    }
+    for step in plan() {
+        println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
+        let step_started = Instant::now();
+        match Command::new(cargo())
+            .args(&step.args)
+            .envs(step.env.iter().copied())
+            .status()
+        {
+            Ok(status) if status.success() => {
+                println!("==> {}: ok ({:.0?})", step.title, step_started.elapsed());
+            }
+            Ok(status) => {
+                eprintln!("\nxtask ci: {} failed ({status}): {}", step.title, step.fix);
+                return ExitCode::FAILURE;
+            }
+            Err(error) => {
+                eprintln!(
+                    "\nxtask ci: could not run cargo for {}: {error}",
+                    step.title
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    println!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
+    ExitCode::SUCCESS
+}
+
+fn cargo() -> String {
+    std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// rustfmt and clippy are rustup components, which cargo cannot install: add them if missing.
+fn ensure_rust_components() -> Result<(), String> {
+    let missing: Vec<&str> = [("fmt", "rustfmt"), ("clippy", "clippy")]
+        .into_iter()
+        .filter(|(subcommand, _)| {
+            !Command::new(cargo())
+                .args([subcommand, "--version"])
+                .output()
+                .is_ok_and(|out| out.status.success())
+        })
+        .map(|(_, component)| component)
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    println!("==> installing rust components: {}", missing.join(" "));
+    let installed = Command::new("rustup")
+        .args(["component", "add"])
+        .args(&missing)
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed {
+        Ok(())
+    } else {
+        Err(format!(
+            "the rust components {} are missing and rustup could not add them; run `rustup component add {}`",
+            missing.join(", "),
+            missing.join(" ")
+        ))
+    }
+}

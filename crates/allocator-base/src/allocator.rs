@@ -1,14 +1,16 @@
 //! The pool lifecycle, written once for every backend.
 
+use std::any::Any;
 use std::sync::Arc;
 
-use buffer_core::{BufferMemory, BufferPool, PoolConfig, PoolId, Queue, Wait};
+use buffer_core::{BufferMemory, BufferPool, MemoryKind, PoolConfig, PoolId, Queue, Wait};
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, Created};
 use crate::error::{
     AllocatePoolError, InjectBufferError, LookupError, OwnershipError, RemoveBufferError,
 };
+use crate::pool_allocator::PoolAllocator;
 use crate::registry::{AllocatorId, Registry};
 
 /// Releases one backend buffer exactly once: when the pool drops it.
@@ -34,7 +36,7 @@ impl<B: Backend> Drop for BackendOwned<B> {
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, Backend, Created};
+/// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
 /// use buffer_core::{MemoryKind, Queue, Wait};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
@@ -76,21 +78,40 @@ impl<B: Backend> Allocator<B> {
         }
     }
 
-    /// This allocator's id.
-    pub fn id(&self) -> AllocatorId {
-        self.id
-    }
-
     /// The backend.
     pub fn backend(&self) -> &B {
         &self.backend
     }
 
-    /// Creates a pool of `count` buffers of `size` bytes on the free queue, registers it and
-    /// returns its id. The pool's capacity is the larger of `count` and
-    /// [`DEFAULT_CAPACITY`](buffer_core::DEFAULT_CAPACITY); use
-    /// [`Allocator::allocate_pool`] to choose it.
-    pub fn allocate_pool_with_buffers(
+    fn create_memory(&self, size: usize) -> Result<BufferMemory, crate::BackendError> {
+        let Created { memory, addr, phys } = self.backend.create(size)?;
+        let owner = BackendOwned {
+            backend: Arc::clone(&self.backend),
+            memory: Some(memory),
+        };
+        debug_assert!(!addr.is_null());
+        // SAFETY: the `Backend` contract: `addr` points to `size` bytes of the backend's kind,
+        // valid and untouched by others until `memory` is released, which happens only when the
+        // pool drops `owner`.
+        Ok(unsafe {
+            BufferMemory::owned(
+                addr,
+                size,
+                self.backend.memory_kind(),
+                phys,
+                Box::new(owner),
+            )
+        })
+    }
+}
+
+// The lifecycle, written once for every backend.
+impl<B: Backend> PoolAllocator for Allocator<B> {
+    fn id(&self) -> AllocatorId {
+        self.id
+    }
+
+    fn allocate_pool_with_buffers(
         &self,
         count: u32,
         size: usize,
@@ -103,10 +124,7 @@ impl<B: Backend> Allocator<B> {
         self.allocate_pool(config, count, size)
     }
 
-    /// Creates a pool as `config` says with `count` buffers of `size` bytes on the free queue,
-    /// registers it and returns its id. If any buffer cannot be created, everything created so
-    /// far is released and nothing is registered.
-    pub fn allocate_pool(
+    fn allocate_pool(
         &self,
         config: PoolConfig,
         count: u32,
@@ -145,8 +163,7 @@ impl<B: Backend> Allocator<B> {
         Ok(id)
     }
 
-    /// Grows a pool this allocator created by one new `size`-byte buffer, put on `queue`.
-    pub fn inject_buffer(
+    fn inject_buffer(
         &self,
         pool: PoolId,
         size: usize,
@@ -170,16 +187,7 @@ impl<B: Backend> Allocator<B> {
         Ok(())
     }
 
-    /// Grows a pool this allocator created by a buffer over memory someone else owns (ownership
-    /// [`External`](buffer_core::Ownership::External): never freed by the pool). The memory is
-    /// taken to be of the backend's kind and must have the backend's alignment.
-    ///
-    /// # Safety
-    ///
-    /// `virt` must point to `size` bytes of the backend's kind of memory that stay valid until
-    /// the pool is destroyed and every guard of it dropped, and that nothing else accesses while
-    /// a guard holds the buffer.
-    pub unsafe fn inject_external(
+    unsafe fn inject_external(
         &self,
         pool: PoolId,
         virt: *mut u8,
@@ -216,23 +224,18 @@ impl<B: Backend> Allocator<B> {
         Ok(())
     }
 
-    /// Shrinks a pool this allocator created by one free buffer (waiting for one as `wait`
-    /// says), releasing its memory through the backend (external memory is only forgotten).
-    pub fn remove_buffer(&self, pool: PoolId, wait: Wait) -> Result<(), RemoveBufferError> {
+    fn remove_buffer(&self, pool: PoolId, wait: Wait) -> Result<(), RemoveBufferError> {
         Registry::global().owned_by(self.id, pool)?.remove(wait)?;
         Ok(())
     }
 
-    /// Destroys one pool this allocator created.
-    pub fn destroy_pool(&self, pool: PoolId) -> Result<(), OwnershipError> {
+    fn destroy_pool(&self, pool: PoolId) -> Result<(), OwnershipError> {
         Registry::global().unregister(self.id, pool)?;
         self.pools.lock().retain(|&id| id != pool);
         Ok(())
     }
 
-    /// Destroys every pool this allocator created: waiters wake with an error, free and filled
-    /// buffers are released through the backend now, held ones when their guards drop.
-    pub fn destroy_pools(&self) {
+    fn destroy_pools(&self) {
         let pools = std::mem::take(&mut *self.pools.lock());
         for pool in pools {
             // Only this allocator unregisters its pools, so each is still registered.
@@ -240,35 +243,24 @@ impl<B: Backend> Allocator<B> {
         }
     }
 
-    /// Ids of the pools this allocator created and has not destroyed.
-    pub fn pool_ids(&self) -> Vec<PoolId> {
+    fn pool_ids(&self) -> Vec<PoolId> {
         self.pools.lock().clone()
     }
 
-    /// Temporary access to a registered pool (any allocator's).
-    pub fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
+    fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
         Registry::global().get(pool)
     }
 
-    fn create_memory(&self, size: usize) -> Result<BufferMemory, crate::BackendError> {
-        let Created { memory, addr, phys } = self.backend.create(size)?;
-        let owner = BackendOwned {
-            backend: Arc::clone(&self.backend),
-            memory: Some(memory),
-        };
-        debug_assert!(!addr.is_null());
-        // SAFETY: the `Backend` contract: `addr` points to `size` bytes of the backend's kind,
-        // valid and untouched by others until `memory` is released, which happens only when the
-        // pool drops `owner`.
-        Ok(unsafe {
-            BufferMemory::owned(
-                addr,
-                size,
-                self.backend.memory_kind(),
-                phys,
-                Box::new(owner),
-            )
-        })
+    fn backend_name(&self) -> &'static str {
+        self.backend.name()
+    }
+
+    fn memory_kind(&self) -> MemoryKind {
+        self.backend.memory_kind()
+    }
+
+    fn as_any(&self) -> &dyn Any {
+        self
     }
 }
 

@@ -28,7 +28,7 @@ pub struct Created<M> {
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, Backend, Created};
+/// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
 /// use buffer_core::MemoryKind;
 ///
 /// /// Buffers in leaked boxes, for illustration (allocator-normal is the real thing).

@@ -5,7 +5,7 @@
 //! told to fail), so the checks can assert that each buffer is released through the backend
 //! exactly once, whatever the drop order.
 //!
-//! ```ignore
+//! ```text
 //! // in a backend crate's tests/conformance.rs
 //! allocator_base::conformance_tests!(my_backend::MyBackend::default());
 //! ```
@@ -18,8 +18,8 @@ use buffer_core::{AcquireError, Ownership, PoolConfig, Queue, Wait};
 use parking_lot::Mutex;
 
 use crate::{
-    AllocatePoolError, Allocator, Backend, Created, InjectBufferError, OwnershipError, Registry,
-    RemoveBufferError,
+    AllocatePoolError, Allocator, Backend, Created, InjectBufferError, OwnershipError,
+    PoolAllocator, Registry, RemoveBufferError,
 };
 
 /// Size of the buffers the checks create: not a multiple of any alignment, to catch rounding bugs.

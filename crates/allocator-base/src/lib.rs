@@ -22,7 +22,7 @@
 //! # Examples
 //!
 //! ```
-//! use allocator_base::{Allocator, Backend, Created, Registry};
+//! use allocator_base::{Allocator, Backend, Created, PoolAllocator, Registry};
 //! use buffer_core::{MemoryKind, Wait};
 //!
 //! struct Boxes;
@@ -52,6 +52,7 @@
 mod allocator;
 mod backend;
 mod error;
+mod pool_allocator;
 mod registry;
 
 #[cfg(feature = "conformance")]
@@ -63,4 +64,5 @@ pub use error::{
     AllocatePoolError, BackendError, InjectBufferError, LookupError, OwnershipError,
     RemoveBufferError,
 };
+pub use pool_allocator::PoolAllocator;
 pub use registry::{AllocatorId, Registry};

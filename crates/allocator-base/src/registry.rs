@@ -57,7 +57,7 @@ struct Entry {
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, Registry};
+/// use allocator_base::{Allocator, PoolAllocator, Registry};
 /// # use allocator_base::{Backend, Created};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.

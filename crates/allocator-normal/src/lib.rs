@@ -5,6 +5,7 @@
 //! # Examples
 //!
 //! ```
+//! use allocator_base::PoolAllocator;
 //! use allocator_normal::{NormalAllocator, NormalBackend};
 //! use buffer_core::Wait;
 //!
