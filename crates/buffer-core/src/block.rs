@@ -166,6 +166,7 @@ impl Block {
     }
 
     /// Pointer to a `T` at `offset`, checked to lie inside the region and be aligned.
+    #[inline]
     fn at<T: ShmSafe>(&self, offset: usize) -> NonNull<T> {
         debug_assert!(offset + size_of::<T>() <= self.region.len());
         debug_assert_eq!(offset % align_of::<T>(), 0);
@@ -177,6 +178,7 @@ impl Block {
     }
 
     /// The header.
+    #[inline]
     pub(crate) fn header(&self) -> &PoolHeader {
         // SAFETY: offset 0 is in bounds and page-aligned; the header was initialised in `init`
         // and lives as long as the region, which `self` owns.
@@ -184,6 +186,7 @@ impl Block {
     }
 
     /// The slot at `index` (`index < capacity`, checked).
+    #[inline]
     pub(crate) fn slot(&self, index: u32) -> &Slot {
         assert!(index < self.layout.capacity, "slot index out of range");
         let offset = self.layout.slots + index as usize * size_of::<Slot>();
@@ -194,10 +197,12 @@ impl Block {
     }
 
     /// The capacity this block was laid out for.
+    #[inline]
     pub(crate) fn capacity(&self) -> u32 {
         self.layout.capacity
     }
 
+    #[inline]
     fn queue_at(&self, offset: usize) -> QueueRef<'_> {
         let cells_offset = offset + size_of::<QueueCtrl>();
         let cells = self.at::<QueueCell>(cells_offset);
@@ -211,11 +216,13 @@ impl Block {
     }
 
     /// The free queue.
+    #[inline]
     pub(crate) fn free_queue(&self) -> QueueRef<'_> {
         self.queue_at(self.layout.free_queue)
     }
 
     /// The filled queue.
+    #[inline]
     pub(crate) fn filled_queue(&self) -> QueueRef<'_> {
         self.queue_at(self.layout.filled_queue)
     }

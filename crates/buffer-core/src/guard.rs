@@ -7,46 +7,54 @@ use std::mem::ManuallyDrop;
 use crate::error::{BytesUsedError, HostAccessError};
 use crate::meta::FrameMeta;
 use crate::slot::SlotState;
-use crate::{Buffer, BufferId, BufferPool, MemoryKind};
+use crate::{Buffer, BufferId, BufferPool};
 
-/// What both guards know about their buffer, read once when the buffer is acquired.
+/// What both guards hold: the pool, the slot and its generation. Address, size and kind are
+/// read from the pool when the data is accessed, so acquiring and releasing touch only the
+/// slot's state.
 struct Held<'p> {
     pool: &'p BufferPool,
     index: u32,
     generation: u32,
-    addr: *mut u8,
-    len: usize,
-    kind: MemoryKind,
 }
 
 impl<'p> Held<'p> {
+    #[inline]
     fn new(pool: &'p BufferPool, index: u32, generation: u32) -> Held<'p> {
-        let (len, kind, _, _) = pool.slot(index).describe();
         Held {
             pool,
             index,
             generation,
-            addr: pool.addr(index),
-            len,
-            kind,
         }
     }
 
+    #[inline]
     fn id(&self) -> BufferId {
         BufferId::new(self.pool.id(), self.index, self.generation)
     }
 
-    fn check_host(&self) -> Result<(), HostAccessError> {
-        if self.kind.is_host_accessible() {
-            Ok(())
+    #[inline]
+    fn len(&self) -> usize {
+        self.pool.slot(self.index).describe().0
+    }
+
+    /// The buffer's address and length, if the CPU may access it.
+    #[inline]
+    fn host_memory(&self) -> Result<(*mut u8, usize), HostAccessError> {
+        let (len, kind, _, _) = self.pool.slot(self.index).describe();
+        if kind.is_host_accessible() {
+            let addr = self.pool.addr(self.index);
+            debug_assert!(!addr.is_null());
+            Ok((addr, len))
         } else {
             Err(HostAccessError {
                 id: self.id(),
-                kind: self.kind,
+                kind,
             })
         }
     }
 
+    #[inline]
     fn meta(&self) -> &FrameMeta {
         // SAFETY: the guard owns the slot (slot module docs), so nobody writes the record while
         // this shared borrow of the guard lives.
@@ -107,6 +115,7 @@ unsafe impl Send for ReadGuard<'_> {}
 unsafe impl Sync for ReadGuard<'_> {}
 
 impl<'p> WriteGuard<'p> {
+    #[inline]
     pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> WriteGuard<'p> {
         WriteGuard {
             held: Held::new(pool, index, generation),
@@ -114,6 +123,7 @@ impl<'p> WriteGuard<'p> {
     }
 
     /// The buffer's id while this guard holds it.
+    #[inline]
     pub fn id(&self) -> BufferId {
         self.held.id()
     }
@@ -126,32 +136,35 @@ impl<'p> WriteGuard<'p> {
     }
 
     /// The buffer's size in bytes.
+    #[inline]
     pub fn len(&self) -> usize {
-        self.held.len
+        self.held.len()
     }
 
     /// Whether the buffer has no bytes (never true: pools refuse empty memory).
     pub fn is_empty(&self) -> bool {
-        self.held.len == 0
+        self.held.len() == 0
     }
 
     /// The whole buffer, for writing. Fails for memory the CPU cannot access.
+    #[inline]
     pub fn as_mut_slice(&mut self) -> Result<&mut [u8], HostAccessError> {
-        self.held.check_host()?;
-        debug_assert!(!self.held.addr.is_null());
+        let (addr, len) = self.held.host_memory()?;
         // SAFETY: the memory is host-accessible (checked) and `len` bytes long at `addr` (the
         // injector's contract in `BufferMemory`); it stays valid while the buffer is in the pool,
         // which it is while this guard lives; the guard owns it exclusively, and `&mut self`
         // makes this the only borrow.
-        Ok(unsafe { std::slice::from_raw_parts_mut(self.held.addr, self.held.len) })
+        Ok(unsafe { std::slice::from_raw_parts_mut(addr, len) })
     }
 
     /// The buffer's metadata record (reset when the buffer was acquired).
+    #[inline]
     pub fn meta(&self) -> &FrameMeta {
         self.held.meta()
     }
 
     /// The metadata record, for the producer to fill.
+    #[inline]
     pub fn meta_mut(&mut self) -> &mut FrameMeta {
         // SAFETY: the guard owns the slot exclusively and `&mut self` makes this the only borrow.
         unsafe { &mut *self.held.pool.slot(self.held.index).meta.get() }
@@ -159,7 +172,7 @@ impl<'p> WriteGuard<'p> {
 
     /// Records how many bytes from the start the producer filled (the whole buffer by default).
     pub fn set_bytes_used(&mut self, bytes: u64) -> Result<(), BytesUsedError> {
-        let size = self.held.len as u64;
+        let size = self.held.len() as u64;
         if bytes > size {
             return Err(BytesUsedError {
                 id: self.id(),
@@ -172,6 +185,7 @@ impl<'p> WriteGuard<'p> {
     }
 
     /// Passes the buffer to the filled queue, waking a waiting consumer.
+    #[inline]
     pub fn submit(self) {
         let this = ManuallyDrop::new(self);
         this.held.pool.submit(this.held.index, this.held.generation);
@@ -188,6 +202,7 @@ impl<'p> WriteGuard<'p> {
 }
 
 impl<'p> ReadGuard<'p> {
+    #[inline]
     pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> ReadGuard<'p> {
         ReadGuard {
             held: Held::new(pool, index, generation),
@@ -195,6 +210,7 @@ impl<'p> ReadGuard<'p> {
     }
 
     /// The buffer's id while this guard holds it.
+    #[inline]
     pub fn id(&self) -> BufferId {
         self.held.id()
     }
@@ -208,19 +224,20 @@ impl<'p> ReadGuard<'p> {
 
     /// The bytes the producer filled (`meta().bytes_used()` of them). Fails for memory the CPU
     /// cannot access.
+    #[inline]
     pub fn as_slice(&self) -> Result<&[u8], HostAccessError> {
-        self.held.check_host()?;
+        let (addr, len) = self.held.host_memory()?;
         // A corrupt record cannot make the slice longer than the buffer.
         let used = usize::try_from(self.meta().bytes_used)
             .unwrap_or(usize::MAX)
-            .min(self.held.len);
-        debug_assert!(!self.held.addr.is_null());
+            .min(len);
         // SAFETY: as in `WriteGuard::as_mut_slice`, and `used <= len`; the guard holds the buffer,
         // so no producer writes it while this shared borrow lives.
-        Ok(unsafe { std::slice::from_raw_parts(self.held.addr, used) })
+        Ok(unsafe { std::slice::from_raw_parts(addr, used) })
     }
 
     /// The metadata record the producer wrote.
+    #[inline]
     pub fn meta(&self) -> &FrameMeta {
         self.held.meta()
     }
@@ -236,6 +253,7 @@ impl<'p> ReadGuard<'p> {
 }
 
 impl Drop for WriteGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.held
             .pool
@@ -244,6 +262,7 @@ impl Drop for WriteGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
+    #[inline]
     fn drop(&mut self) {
         self.held
             .pool
@@ -255,7 +274,7 @@ impl fmt::Debug for WriteGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("WriteGuard")
             .field("id", &self.id())
-            .field("len", &self.held.len)
+            .field("len", &self.held.len())
             .finish()
     }
 }
@@ -264,7 +283,7 @@ impl fmt::Debug for ReadGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReadGuard")
             .field("id", &self.id())
-            .field("len", &self.held.len)
+            .field("len", &self.held.len())
             .finish()
     }
 }

@@ -33,6 +33,7 @@ pub enum MemoryKind {
 
 impl MemoryKind {
     /// Whether the CPU may read and write this memory through a slice.
+    #[inline]
     pub const fn is_host_accessible(self) -> bool {
         !matches!(self, MemoryKind::Device { .. })
     }
@@ -50,6 +51,7 @@ impl MemoryKind {
 
     /// Decodes a slot word. Unknown codes (only a corrupt block has them) read as device memory,
     /// the kind that grants no host access.
+    #[inline]
     pub(crate) const fn from_word(word: u32) -> MemoryKind {
         match word & 0xff {
             0 => MemoryKind::Host,

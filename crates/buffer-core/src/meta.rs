@@ -192,6 +192,7 @@ impl FrameMeta {
     }
 
     /// A fresh record for a buffer of `size` bytes: everything zero, the whole buffer used.
+    #[inline]
     pub(crate) fn reset(size: u64) -> FrameMeta {
         FrameMeta {
             bytes_used: size,

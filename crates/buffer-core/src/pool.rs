@@ -127,6 +127,7 @@ pub struct Stats {
 
 /// Milliseconds of `CLOCK_MONOTONIC_COARSE`: a vDSO read (no system call), ~4 ms resolution,
 /// enough to tell how long a buffer has been held.
+#[inline]
 fn coarse_now_ms() -> u64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
@@ -291,6 +292,7 @@ impl BufferPool {
     }
 
     /// Takes a buffer from the free queue, waiting as `wait` says, for a producer to fill.
+    #[inline]
     pub fn acquire_free(&self, wait: Wait) -> Result<WriteGuard<'_>, AcquireError> {
         let index = self.pop(Queue::Free, wait)?;
         let slot = self.inner.block.slot(index);
@@ -309,6 +311,7 @@ impl BufferPool {
     ///
     /// After [`BufferPool::close`], buffers already submitted are still handed out; `Closed` comes
     /// once the filled queue is empty.
+    #[inline]
     pub fn acquire_filled(&self, wait: Wait) -> Result<ReadGuard<'_>, AcquireError> {
         let index = self.pop(Queue::Filled, wait)?;
         let slot = self.inner.block.slot(index);
@@ -341,6 +344,7 @@ impl BufferPool {
     }
 
     /// Whether [`BufferPool::close`] was called (or the pool destroyed).
+    #[inline]
     pub fn is_closed(&self) -> bool {
         self.inner.block.header().closed.load(Ordering::SeqCst) != 0
     }
@@ -378,10 +382,12 @@ impl BufferPool {
 
     // ----- internals shared with the guards -----
 
+    #[inline]
     pub(crate) fn slot(&self, index: u32) -> &Slot {
         self.inner.block.slot(index)
     }
 
+    #[inline]
     pub(crate) fn addr(&self, index: u32) -> *mut u8 {
         self.inner.addrs[index as usize].load(Ordering::Acquire)
     }
@@ -399,6 +405,7 @@ impl BufferPool {
     }
 
     /// Puts a held buffer back on the free queue (a guard's drop).
+    #[inline]
     pub(crate) fn release(&self, index: u32, generation: u32) {
         let slot = self.slot(index);
         slot.mark_unheld();
@@ -410,6 +417,7 @@ impl BufferPool {
     }
 
     /// Puts a written buffer on the filled queue (a write guard's `submit`).
+    #[inline]
     pub(crate) fn submit(&self, index: u32, generation: u32) {
         let slot = self.slot(index);
         slot.mark_unheld();
@@ -427,6 +435,7 @@ impl BufferPool {
         BufferId::new(self.id(), index, generation)
     }
 
+    #[inline]
     fn push(&self, queue: Queue, index: u32) {
         let block = &self.inner.block;
         let (ring, word) = match queue {
@@ -440,15 +449,34 @@ impl BufferPool {
         wake_one(word);
     }
 
+    /// Takes a slot index from `queue`: the fast path is one queue pop (plus, for the free queue,
+    /// one load of the closed flag); waiting and errors are in [`BufferPool::pop_slow`].
+    #[inline]
     fn pop(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
+        let block = &self.inner.block;
+        let ring = match queue {
+            Queue::Free => block.free_queue(),
+            Queue::Filled => block.filled_queue(),
+        };
+        // A closed pool hands out no free buffers (producers stop) but still its filled ones
+        // (consumers drain what was submitted).
+        if (queue == Queue::Filled || !self.is_closed())
+            && let Some(index) = ring.pop()
+        {
+            return Ok(index);
+        }
+        self.pop_slow(queue, wait)
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn pop_slow(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
         let block = &self.inner.block;
         let header = block.header();
         let (ring, word) = match queue {
             Queue::Free => (block.free_queue(), &header.free_wait),
             Queue::Filled => (block.filled_queue(), &header.filled_wait),
         };
-        // A closed pool hands out no free buffers (producers stop) but still its filled ones
-        // (consumers drain what was submitted).
         if queue == Queue::Free && self.is_closed() {
             return Err(AcquireError::Closed {
                 pool: self.inner.name.clone(),
@@ -490,6 +518,7 @@ impl BufferPool {
 
     /// Updates the free queue's low-water mark after an acquisition: two loads, and a write only
     /// when a new low is reached.
+    #[inline]
     fn note_free_level(&self) {
         let queue = self.inner.block.free_queue();
         let left = queue.tail_position().saturating_sub(queue.head_position()) as u32;
@@ -500,6 +529,7 @@ impl BufferPool {
     }
 
     /// Updates the filled queue's high-water mark after a submission.
+    #[inline]
     fn note_filled_level(&self) {
         let queue = self.inner.block.filled_queue();
         let depth = queue.tail_position().saturating_sub(queue.head_position()) as u32;

@@ -58,6 +58,7 @@ pub(crate) fn cells_for(capacity: u32) -> usize {
 
 impl<'a> QueueRef<'a> {
     /// A view over `ctrl` and `cells`; `cells.len()` must be a power of two.
+    #[inline]
     pub(crate) fn new(ctrl: &'a QueueCtrl, cells: &'a [QueueCell]) -> QueueRef<'a> {
         debug_assert!(cells.len().is_power_of_two());
         QueueRef { ctrl, cells }
@@ -74,10 +75,12 @@ impl<'a> QueueRef<'a> {
         }
     }
 
+    #[inline]
     fn mask(&self) -> u64 {
         self.cells.len() as u64 - 1
     }
 
+    #[inline]
     fn cell(&self, position: u64) -> &QueueCell {
         &self.cells[(position & self.mask()) as usize]
     }
@@ -86,6 +89,7 @@ impl<'a> QueueRef<'a> {
     ///
     /// The tail CAS is `SeqCst`: a waiter that registers itself and then sees `tail == head` can
     /// rely on any push it missed to see its registration (see `wait.rs`).
+    #[inline]
     pub(crate) fn push(&self, value: u32) -> Result<(), u32> {
         let mut tail = self.ctrl.tail.load(Ordering::Relaxed);
         loop {
@@ -123,6 +127,7 @@ impl<'a> QueueRef<'a> {
 
     /// Removes the oldest value, or `None` if no value is ready. A push that has claimed its
     /// position but not yet published it is not waited for (see [`QueueRef::has_claimed`]).
+    #[inline]
     pub(crate) fn pop(&self) -> Option<u32> {
         let mut head = self.ctrl.head.load(Ordering::Relaxed);
         loop {
@@ -181,11 +186,13 @@ impl<'a> QueueRef<'a> {
     }
 
     /// The tail position, for the filled-queue high-water mark.
+    #[inline]
     pub(crate) fn tail_position(&self) -> u64 {
         self.ctrl.tail.load(Ordering::Relaxed)
     }
 
     /// The head position, for the free-queue low-water mark.
+    #[inline]
     pub(crate) fn head_position(&self) -> u64 {
         self.ctrl.head.load(Ordering::Relaxed)
     }

@@ -64,11 +64,13 @@ impl SlotState {
 }
 
 /// Packs a generation and a state into a state word.
+#[inline]
 pub(crate) const fn pack(generation: u32, state: SlotState) -> u64 {
     ((generation as u64) << 32) | state as u64
 }
 
 /// Splits a state word; `None` for the state of a corrupt word.
+#[inline]
 pub(crate) fn unpack(word: u64) -> (u32, Option<SlotState>) {
     ((word >> 32) as u32, SlotState::from_word(word as u32))
 }
@@ -113,16 +115,19 @@ unsafe impl Sync for Slot {}
 impl Slot {
     /// The state word's current value, read with `Acquire` so that the slot's description written
     /// before it was published is visible.
+    #[inline]
     pub(crate) fn state_word(&self) -> u64 {
         self.state.load(Ordering::Acquire)
     }
 
     /// Sets the state (by the slot's owner).
+    #[inline]
     pub(crate) fn set_state(&self, generation: u32, state: SlotState) {
         self.state.store(pack(generation, state), Ordering::Release);
     }
 
     /// The slot's described memory: size, kind, ownership and physical address.
+    #[inline]
     pub(crate) fn describe(&self) -> (usize, MemoryKind, Ownership, Option<u64>) {
         let size = self.size.load(Ordering::Relaxed) as usize;
         let kind = MemoryKind::from_word(self.memory_kind.load(Ordering::Relaxed));
@@ -155,6 +160,7 @@ impl Slot {
     }
 
     /// Records that `holder` now holds the buffer (by the owner, right after taking it).
+    #[inline]
     pub(crate) fn mark_held(&self, holder: u32, now_ms: u64) {
         self.holder.store(holder, Ordering::Relaxed);
         self.refcount.store(1, Ordering::Relaxed);
@@ -165,6 +171,7 @@ impl Slot {
     }
 
     /// Records that nobody holds the buffer (by the owner, before queueing it).
+    #[inline]
     pub(crate) fn mark_unheld(&self) {
         self.holder.store(0, Ordering::Relaxed);
         self.refcount.store(0, Ordering::Relaxed);

@@ -44,9 +44,12 @@ pub enum Wait {
     Timeout(Duration),
 }
 
-/// Spin iterations before registering as a waiter: enough to cover a release that is a few
-/// hundred nanoseconds away, short enough not to burn a core.
-const SPIN_ROUNDS: u32 = 64;
+/// Backoff before sleeping, as crossbeam's `Backoff`: rounds `0..SPIN_LIMIT` busy-wait 2^round
+/// pause instructions each (1 + 2 + ... + 64, a few microseconds in all: a buffer handed over by
+/// another core usually arrives within that), the rounds up to `YIELD_LIMIT` give the core away
+/// with `sched_yield`, and only then does the waiter register and sleep on the futex.
+const SPIN_LIMIT: u32 = 7;
+const YIELD_LIMIT: u32 = 11;
 
 /// Why a wait ended without a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,10 +80,19 @@ pub(crate) fn pop_waiting(
         Wait::Timeout(timeout) => Some(Instant::now() + timeout),
     };
     on_wait();
-    for _ in 0..SPIN_ROUNDS {
-        std::hint::spin_loop();
+    for round in 0..YIELD_LIMIT {
+        if round < SPIN_LIMIT {
+            for _ in 0..1u32 << round {
+                std::hint::spin_loop();
+            }
+        } else {
+            std::thread::yield_now();
+        }
         if let Some(value) = queue.pop() {
             return Ok(value);
+        }
+        if is_closed() {
+            return Err(WaitFailure::Closed);
         }
     }
     word.waiters.fetch_add(1, Ordering::SeqCst);
@@ -126,6 +138,7 @@ fn sleep_until_popped(
 }
 
 /// Wakes one waiter of `word`, if any is registered. Costs one load when nobody waits.
+#[inline]
 pub(crate) fn wake_one(word: &WaitWord) {
     if word.waiters.load(Ordering::SeqCst) != 0 {
         word.seq.fetch_add(1, Ordering::SeqCst);
