@@ -4,6 +4,17 @@ use buffer_core::MemoryKind;
 
 /// One buffer's memory, just created by a backend.
 #[derive(Debug)]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_base::Created;
+///
+/// let mut memory = vec![0u8; 16].into_boxed_slice();
+/// let created = Created { addr: memory.as_mut_ptr(), memory, phys: None };
+/// assert_eq!(created.memory.len(), 16);
+/// ```
 pub struct Created<M> {
     /// The backend's handle of the memory, given back to [`Backend::release`].
     pub memory: M,

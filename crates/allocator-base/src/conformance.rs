@@ -338,15 +338,14 @@ pub fn destroys_pools<B: Backend>(backend: B) {
     assert_eq!(allocator.pool_ids(), vec![a, b]);
     let pool_b = allocator.pool(b).unwrap();
     pool_b.acquire_free(Wait::NoWait).unwrap().submit();
+    let pool_a = allocator.pool(a).unwrap();
+    let held: Vec<_> = (0..2)
+        .map(|_| pool_a.acquire_free(Wait::NoWait).unwrap())
+        .collect();
     std::thread::scope(|s| {
-        let waiter = s.spawn(|| {
-            let pool_a = allocator.pool(a).unwrap();
-            let _held: Vec<_> = (0..2)
-                .map(|_| pool_a.acquire_free(Wait::NoWait).unwrap())
-                .collect();
-            // Both buffers of `a` are held by this thread; this wait ends only by destruction.
-            pool_a.acquire_free(Wait::Forever).map(drop)
-        });
+        // Every buffer of `a` is held, so this wait ends only by destruction, whether it starts
+        // before the destruction (woken) or after it (refused at once).
+        let waiter = s.spawn(|| pool_a.acquire_free(Wait::Forever).map(drop));
         std::thread::sleep(std::time::Duration::from_millis(50));
         allocator.destroy_pools();
         assert!(matches!(
@@ -354,6 +353,8 @@ pub fn destroys_pools<B: Backend>(backend: B) {
             Err(AcquireError::Closed { .. })
         ));
     });
+    assert_eq!(ledger.live(), 2, "the two held buffers stay until released");
+    drop(held);
     assert!(allocator.pool(a).is_err() && allocator.pool(b).is_err());
     assert!(allocator.pool_ids().is_empty());
     assert!(pool_b.is_closed());

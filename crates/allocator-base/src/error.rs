@@ -10,6 +10,17 @@ pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 /// A pool id was not found in the registry.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("no pool {pool} is registered: it was never created or has been destroyed")]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_base::Registry;
+/// use buffer_core::PoolId;
+///
+/// let err = Registry::global().get(PoolId::from_raw(u64::MAX)).unwrap_err();
+/// assert!(err.to_string().contains("never created or has been destroyed"));
+/// ```
 pub struct LookupError {
     /// The id looked up.
     pub pool: PoolId,
@@ -17,6 +28,32 @@ pub struct LookupError {
 
 /// An allocator was asked to change a pool that it did not create, or that is gone.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # struct Boxes;
+/// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+/// # unsafe impl Backend for Boxes {
+/// #     type Memory = Box<[u8]>;
+/// #     type Error = std::convert::Infallible;
+/// #     fn name(&self) -> &'static str { "boxes" }
+/// #     fn memory_kind(&self) -> buffer_core::MemoryKind { buffer_core::MemoryKind::Host }
+/// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+/// #         let mut memory = vec![0u8; size].into_boxed_slice();
+/// #         let addr = memory.as_mut_ptr();
+/// #         Ok(Created { memory, addr, phys: None })
+/// #     }
+/// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+/// # }
+/// use allocator_base::OwnershipError;
+///
+/// let (creator, other) = (Allocator::new(Boxes), Allocator::new(Boxes));
+/// let id = creator.allocate_pool_with_buffers(1, 64, "mine", "test").unwrap();
+/// assert!(matches!(other.destroy_pool(id), Err(OwnershipError::NotOwner { .. })));
+/// ```
 pub enum OwnershipError {
     /// The pool does not exist (any more).
     #[error(transparent)]
@@ -38,6 +75,32 @@ pub enum OwnershipError {
 /// [`Allocator::allocate_pool_with_buffers`](crate::Allocator::allocate_pool_with_buffers) failed;
 /// nothing it created is left behind.
 #[derive(Debug, thiserror::Error)]
+
+///
+/// # Examples
+///
+/// ```
+/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # struct Boxes;
+/// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+/// # unsafe impl Backend for Boxes {
+/// #     type Memory = Box<[u8]>;
+/// #     type Error = std::convert::Infallible;
+/// #     fn name(&self) -> &'static str { "boxes" }
+/// #     fn memory_kind(&self) -> buffer_core::MemoryKind { buffer_core::MemoryKind::Host }
+/// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+/// #         let mut memory = vec![0u8; size].into_boxed_slice();
+/// #         let addr = memory.as_mut_ptr();
+/// #         Ok(Created { memory, addr, phys: None })
+/// #     }
+/// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+/// # }
+/// use allocator_base::AllocatePoolError;
+///
+/// let allocator = Allocator::new(Boxes);
+/// let err = allocator.allocate_pool_with_buffers(1, 0, "empty", "test").unwrap_err();
+/// assert!(matches!(err, AllocatePoolError::Pool(_)));
+/// ```
 pub enum AllocatePoolError {
     /// The pool itself could not be created.
     #[error(transparent)]
@@ -64,6 +127,35 @@ pub enum AllocatePoolError {
 
 /// A buffer could not be added to a pool.
 #[derive(Debug, thiserror::Error)]
+
+///
+/// # Examples
+///
+/// ```
+/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # struct Boxes;
+/// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+/// # unsafe impl Backend for Boxes {
+/// #     type Memory = Box<[u8]>;
+/// #     type Error = std::convert::Infallible;
+/// #     fn name(&self) -> &'static str { "boxes" }
+/// #     fn memory_kind(&self) -> buffer_core::MemoryKind { buffer_core::MemoryKind::Host }
+/// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+/// #         let mut memory = vec![0u8; size].into_boxed_slice();
+/// #         let addr = memory.as_mut_ptr();
+/// #         Ok(Created { memory, addr, phys: None })
+/// #     }
+/// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+/// # }
+/// use allocator_base::InjectBufferError;
+/// use buffer_core::Queue;
+///
+/// let allocator = Allocator::new(Boxes);
+/// let id = allocator.allocate_pool_with_buffers(0, 64, "ext", "test").unwrap();
+/// // SAFETY: a null address is refused before it is recorded.
+/// let err = unsafe { allocator.inject_external(id, std::ptr::null_mut(), None, 64, Queue::Free) };
+/// assert!(matches!(err, Err(InjectBufferError::BadExternal { .. })));
+/// ```
 pub enum InjectBufferError {
     /// The pool is unknown or belongs to another allocator.
     #[error(transparent)]
@@ -95,6 +187,33 @@ pub enum InjectBufferError {
 
 /// A buffer could not be removed from a pool.
 #[derive(Debug, thiserror::Error)]
+
+///
+/// # Examples
+///
+/// ```
+/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # struct Boxes;
+/// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+/// # unsafe impl Backend for Boxes {
+/// #     type Memory = Box<[u8]>;
+/// #     type Error = std::convert::Infallible;
+/// #     fn name(&self) -> &'static str { "boxes" }
+/// #     fn memory_kind(&self) -> buffer_core::MemoryKind { buffer_core::MemoryKind::Host }
+/// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+/// #         let mut memory = vec![0u8; size].into_boxed_slice();
+/// #         let addr = memory.as_mut_ptr();
+/// #         Ok(Created { memory, addr, phys: None })
+/// #     }
+/// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+/// # }
+/// use allocator_base::RemoveBufferError;
+/// use buffer_core::Wait;
+///
+/// let allocator = Allocator::new(Boxes);
+/// let id = allocator.allocate_pool_with_buffers(0, 64, "none", "test").unwrap();
+/// assert!(matches!(allocator.remove_buffer(id, Wait::NoWait), Err(RemoveBufferError::Pool(_))));
+/// ```
 pub enum RemoveBufferError {
     /// The pool is unknown or belongs to another allocator.
     #[error(transparent)]

@@ -83,6 +83,16 @@ impl fmt::Display for AllocatorType {
 /// A name that is no allocator type of this build.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error("unknown allocator type '{name}': this build knows {}", known_names())]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_facade::AllocatorType;
+///
+/// let err = "tpu".parse::<AllocatorType>().unwrap_err();
+/// assert_eq!(err.name, "tpu");
+/// ```
 pub struct ParseAllocatorTypeError {
     /// The name given.
     pub name: String,
@@ -147,6 +157,15 @@ impl AllocatorConfig {
 
 /// An allocator could not be created.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_facade::{create_by_name, CreateAllocatorError};
+///
+/// assert!(matches!(create_by_name("tpu"), Err(CreateAllocatorError::UnknownType(_))));
+/// ```
 pub enum CreateAllocatorError {
     /// The type name is unknown.
     #[error(transparent)]

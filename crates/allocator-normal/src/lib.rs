@@ -47,6 +47,15 @@ pub struct NormalBackend {
 /// The alignment asked for is unusable.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[error("alignment {alignment} is unusable: give a power of two between 1 and 2^30 bytes")]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_normal::{AlignmentError, NormalBackend};
+///
+/// assert_eq!(NormalBackend::with_alignment(48).unwrap_err(), AlignmentError { alignment: 48 });
+/// ```
 pub struct AlignmentError {
     /// The alignment asked for.
     pub alignment: usize,
@@ -54,6 +63,16 @@ pub struct AlignmentError {
 
 /// A buffer could not be created.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_base::Backend;
+/// use allocator_normal::{NormalBackend, NormalError};
+///
+/// assert_eq!(NormalBackend::default().create(0).unwrap_err(), NormalError::ZeroSize);
+/// ```
 pub enum NormalError {
     /// Size 0 was asked for.
     #[error("buffers must hold at least 1 byte")]
@@ -76,6 +95,19 @@ pub enum NormalError {
 
 /// One buffer of the normal backend: a heap allocation freed in [`Backend::release`].
 #[derive(Debug)]
+
+///
+/// # Examples
+///
+/// ```
+/// use allocator_base::Backend;
+/// use allocator_normal::NormalBackend;
+///
+/// let backend = NormalBackend::default();
+/// let created = backend.create(100).unwrap();
+/// assert_eq!(created.addr as usize % 64, 0);
+/// backend.release(created.memory); // frees it
+/// ```
 pub struct NormalMemory {
     ptr: NonNull<u8>,
     layout: Layout,

@@ -70,6 +70,16 @@ impl fmt::Display for Counts {
 
 /// A pool could not be created.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, CreatePoolError, PoolConfig};
+///
+/// let err = BufferPool::create(PoolConfig::new("cam").with_capacity(0)).unwrap_err();
+/// assert_eq!(err, CreatePoolError::Capacity { capacity: 0 });
+/// ```
 pub enum CreatePoolError {
     /// The capacity is 0 or above [`MAX_CAPACITY`].
     #[error("pool capacity {capacity} is out of range: choose 1 to {MAX_CAPACITY} buffers")]
@@ -111,6 +121,19 @@ pub enum CreatePoolError {
 
 /// No buffer could be acquired.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{AcquireError, BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("cam0"), 1, 64).unwrap();
+/// let _held = pool.acquire_free(Wait::NoWait).unwrap();
+/// let err = pool.acquire_free(Wait::NoWait).unwrap_err();
+/// assert!(matches!(err, AcquireError::Empty { .. }));
+/// assert!(err.to_string().starts_with("pool 'cam0' has no free buffer right now"));
+/// ```
 pub enum AcquireError {
     /// [`Wait::NoWait`](crate::Wait::NoWait) found the queue empty.
     #[error(
@@ -150,6 +173,19 @@ pub enum AcquireError {
 
 /// A [`BufferId`] could not be turned back into a guard.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, RedeemError, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("ids"), 1, 64).unwrap();
+/// let guard = pool.acquire_free(Wait::NoWait).unwrap();
+/// let id = guard.id();
+/// drop(guard); // released: the id is stale now
+/// assert!(matches!(pool.redeem_write(id), Err(RedeemError::Stale { .. })));
+/// ```
 pub enum RedeemError {
     /// The id names another pool.
     #[error(
@@ -202,6 +238,16 @@ pub enum RedeemError {
 
 /// A slot state as shown in error messages (including states a corrupt block may hold).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{SlotState, SlotStateName};
+///
+/// assert_eq!(SlotStateName(Some(SlotState::Free)).to_string(), "Free");
+/// assert_eq!(SlotStateName(None).to_string(), "in an unknown (corrupt) state");
+/// ```
 pub struct SlotStateName(pub Option<SlotState>);
 
 impl fmt::Display for SlotStateName {
@@ -215,6 +261,19 @@ impl fmt::Display for SlotStateName {
 
 /// A buffer could not be added to a pool.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferMemory, BufferPool, InjectError, MemoryKind, PoolConfig, Queue};
+///
+/// let pool = BufferPool::create(PoolConfig::new("grow")).unwrap();
+/// let mut byte = 0u8;
+/// // SAFETY: 0 bytes are never accessed; the pool refuses them.
+/// let empty = unsafe { BufferMemory::external(&mut byte, 0, MemoryKind::Host, None) };
+/// assert!(matches!(pool.inject(empty, Queue::Free), Err(InjectError::Empty { .. })));
+/// ```
 pub enum InjectError {
     /// Every slot holds a buffer already.
     #[error(
@@ -242,6 +301,16 @@ pub enum InjectError {
 
 /// A buffer could not be removed from a pool.
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, RemoveError, Wait};
+///
+/// let pool = BufferPool::create(PoolConfig::new("empty")).unwrap();
+/// assert!(matches!(pool.remove(Wait::NoWait), Err(RemoveError::NoFreeBuffer(_))));
+/// ```
 pub enum RemoveError {
     /// No free buffer could be taken (only free buffers are removed).
     #[error("cannot remove a buffer: {0}")]
@@ -253,6 +322,23 @@ pub enum RemoveError {
 #[error(
     "buffer {id} is {kind}, which the CPU cannot read or write; use the backend's device API (copies, kernels) instead"
 )]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferMemory, BufferPool, MemoryKind, PoolConfig, Queue, Wait};
+///
+/// let pool = BufferPool::create(PoolConfig::new("gpu")).unwrap();
+/// // SAFETY: device memory is never dereferenced by the pool; the address is only recorded.
+/// let memory = unsafe {
+///     BufferMemory::external(0x1000 as *mut u8, 4096, MemoryKind::Device { ordinal: 0 }, None)
+/// };
+/// pool.inject(memory, Queue::Free).unwrap();
+/// let mut guard = pool.acquire_free(Wait::NoWait).unwrap();
+/// let err = guard.as_mut_slice().unwrap_err();
+/// assert_eq!(err.kind, MemoryKind::Device { ordinal: 0 });
+/// ```
 pub struct HostAccessError {
     /// The buffer.
     pub id: BufferId,
@@ -263,6 +349,18 @@ pub struct HostAccessError {
 /// A producer claimed to have filled more than the buffer holds.
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[error("cannot mark {requested} bytes used in buffer {id}, which holds only {size} bytes")]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p"), 1, 16).unwrap();
+/// let mut guard = pool.acquire_free(Wait::NoWait).unwrap();
+/// let err = guard.set_bytes_used(17).unwrap_err();
+/// assert_eq!((err.requested, err.size), (17, 16));
+/// ```
 pub struct BytesUsedError {
     /// The buffer.
     pub id: BufferId,

@@ -34,6 +34,15 @@ unsafe impl Sync for Region {}
 
 /// A region could not be allocated.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{Region, RegionError};
+///
+/// assert_eq!(Region::private(0).unwrap_err(), RegionError::BadSize { len: 0 });
+/// ```
 pub enum RegionError {
     /// The size was zero or too large to describe.
     #[error(

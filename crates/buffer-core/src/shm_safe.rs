@@ -14,6 +14,19 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// - every bit pattern, including all zeros, is a valid value (reading a corrupt block can give
 ///   wrong numbers, never undefined behaviour);
 /// - it needs no `Drop` (a block is released by unmapping it).
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{FrameMeta, ShmSafe};
+///
+/// /// Only `ShmSafe` types may be read straight out of a mapped segment.
+/// fn fits_in_shared_memory<T: ShmSafe>() -> usize {
+///     std::mem::size_of::<T>()
+/// }
+/// assert!(fits_in_shared_memory::<FrameMeta>() > 0);
+/// ```
 pub unsafe trait ShmSafe: Sized {}
 
 // SAFETY: plain integers: no pointers, every bit pattern valid, no drop glue.

@@ -25,6 +25,20 @@ use crate::shm_safe::ShmSafe;
 /// What a slot is doing, as stored in the low half of its state word.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u32)]
+
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, SlotState, Wait};
+///
+/// // Slot states show up in error messages, for example when an id is redeemed twice.
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("s"), 1, 8).unwrap();
+/// let id = pool.acquire_free(Wait::NoWait).unwrap().into_id();
+/// let _guard = pool.redeem_write(id).unwrap();
+/// let err = pool.redeem_write(id).unwrap_err();
+/// assert!(err.to_string().contains(&format!("{:?}", SlotState::Writing)));
+/// ```
 pub enum SlotState {
     /// No buffer in this slot.
     Vacant = 0,
