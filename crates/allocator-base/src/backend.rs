@@ -3,8 +3,6 @@
 use buffer_core::MemoryKind;
 
 /// One buffer's memory, just created by a backend.
-#[derive(Debug)]
-
 ///
 /// # Examples
 ///
@@ -15,6 +13,7 @@ use buffer_core::MemoryKind;
 /// let created = Created { addr: memory.as_mut_ptr(), memory, phys: None };
 /// assert_eq!(created.memory.len(), 16);
 /// ```
+#[derive(Debug)]
 pub struct Created<M> {
     /// The backend's handle of the memory, given back to [`Backend::release`].
     pub memory: M,

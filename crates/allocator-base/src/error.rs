@@ -8,9 +8,6 @@ use crate::AllocatorId;
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 
 /// A pool id was not found in the registry.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("no pool {pool} is registered: it was never created or has been destroyed")]
-
 ///
 /// # Examples
 ///
@@ -21,14 +18,14 @@ pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
 /// let err = Registry::global().get(PoolId::from_raw(u64::MAX)).unwrap_err();
 /// assert!(err.to_string().contains("never created or has been destroyed"));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("no pool {pool} is registered: it was never created or has been destroyed")]
 pub struct LookupError {
     /// The id looked up.
     pub pool: PoolId,
 }
 
 /// An allocator was asked to change a pool that it did not create, or that is gone.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -54,6 +51,7 @@ pub struct LookupError {
 /// let id = creator.allocate_pool_with_buffers(1, 64, "mine", "test").unwrap();
 /// assert!(matches!(other.destroy_pool(id), Err(OwnershipError::NotOwner { .. })));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum OwnershipError {
     /// The pool does not exist (any more).
     #[error(transparent)]
@@ -74,8 +72,6 @@ pub enum OwnershipError {
 
 /// [`Allocator::allocate_pool_with_buffers`](crate::Allocator::allocate_pool_with_buffers) failed;
 /// nothing it created is left behind.
-#[derive(Debug, thiserror::Error)]
-
 ///
 /// # Examples
 ///
@@ -101,6 +97,7 @@ pub enum OwnershipError {
 /// let err = allocator.allocate_pool_with_buffers(1, 0, "empty", "test").unwrap_err();
 /// assert!(matches!(err, AllocatePoolError::Pool(_)));
 /// ```
+#[derive(Debug, thiserror::Error)]
 pub enum AllocatePoolError {
     /// The pool itself could not be created.
     #[error(transparent)]
@@ -126,8 +123,6 @@ pub enum AllocatePoolError {
 }
 
 /// A buffer could not be added to a pool.
-#[derive(Debug, thiserror::Error)]
-
 ///
 /// # Examples
 ///
@@ -156,6 +151,7 @@ pub enum AllocatePoolError {
 /// let err = unsafe { allocator.inject_external(id, std::ptr::null_mut(), None, 64, Queue::Free) };
 /// assert!(matches!(err, Err(InjectBufferError::BadExternal { .. })));
 /// ```
+#[derive(Debug, thiserror::Error)]
 pub enum InjectBufferError {
     /// The pool is unknown or belongs to another allocator.
     #[error(transparent)]
@@ -186,8 +182,6 @@ pub enum InjectBufferError {
 }
 
 /// A buffer could not be removed from a pool.
-#[derive(Debug, thiserror::Error)]
-
 ///
 /// # Examples
 ///
@@ -214,6 +208,7 @@ pub enum InjectBufferError {
 /// let id = allocator.allocate_pool_with_buffers(0, 64, "none", "test").unwrap();
 /// assert!(matches!(allocator.remove_buffer(id, Wait::NoWait), Err(RemoveBufferError::Pool(_))));
 /// ```
+#[derive(Debug, thiserror::Error)]
 pub enum RemoveBufferError {
     /// The pool is unknown or belongs to another allocator.
     #[error(transparent)]

@@ -81,9 +81,6 @@ impl fmt::Display for AllocatorType {
 }
 
 /// A name that is no allocator type of this build.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-#[error("unknown allocator type '{name}': this build knows {}", known_names())]
-
 ///
 /// # Examples
 ///
@@ -93,6 +90,8 @@ impl fmt::Display for AllocatorType {
 /// let err = "tpu".parse::<AllocatorType>().unwrap_err();
 /// assert_eq!(err.name, "tpu");
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("unknown allocator type '{name}': this build knows {}", known_names())]
 pub struct ParseAllocatorTypeError {
     /// The name given.
     pub name: String,
@@ -156,8 +155,6 @@ impl AllocatorConfig {
 }
 
 /// An allocator could not be created.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -166,6 +163,7 @@ impl AllocatorConfig {
 ///
 /// assert!(matches!(create_by_name("tpu"), Err(CreateAllocatorError::UnknownType(_))));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum CreateAllocatorError {
     /// The type name is unknown.
     #[error(transparent)]

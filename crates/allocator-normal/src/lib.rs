@@ -45,9 +45,6 @@ pub struct NormalBackend {
 }
 
 /// The alignment asked for is unusable.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-#[error("alignment {alignment} is unusable: give a power of two between 1 and 2^30 bytes")]
-
 ///
 /// # Examples
 ///
@@ -56,14 +53,14 @@ pub struct NormalBackend {
 ///
 /// assert_eq!(NormalBackend::with_alignment(48).unwrap_err(), AlignmentError { alignment: 48 });
 /// ```
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("alignment {alignment} is unusable: give a power of two between 1 and 2^30 bytes")]
 pub struct AlignmentError {
     /// The alignment asked for.
     pub alignment: usize,
 }
 
 /// A buffer could not be created.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -73,6 +70,7 @@ pub struct AlignmentError {
 ///
 /// assert_eq!(NormalBackend::default().create(0).unwrap_err(), NormalError::ZeroSize);
 /// ```
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 pub enum NormalError {
     /// Size 0 was asked for.
     #[error("buffers must hold at least 1 byte")]
@@ -94,8 +92,6 @@ pub enum NormalError {
 }
 
 /// One buffer of the normal backend: a heap allocation freed in [`Backend::release`].
-#[derive(Debug)]
-
 ///
 /// # Examples
 ///
@@ -108,6 +104,7 @@ pub enum NormalError {
 /// assert_eq!(created.addr as usize % 64, 0);
 /// backend.release(created.memory); // frees it
 /// ```
+#[derive(Debug)]
 pub struct NormalMemory {
     ptr: NonNull<u8>,
     layout: Layout,

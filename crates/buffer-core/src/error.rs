@@ -69,8 +69,6 @@ impl fmt::Display for Counts {
 }
 
 /// A pool could not be created.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -80,6 +78,7 @@ impl fmt::Display for Counts {
 /// let err = BufferPool::create(PoolConfig::new("cam").with_capacity(0)).unwrap_err();
 /// assert_eq!(err, CreatePoolError::Capacity { capacity: 0 });
 /// ```
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum CreatePoolError {
     /// The capacity is 0 or above [`MAX_CAPACITY`].
     #[error("pool capacity {capacity} is out of range: choose 1 to {MAX_CAPACITY} buffers")]
@@ -120,8 +119,6 @@ pub enum CreatePoolError {
 }
 
 /// No buffer could be acquired.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -134,6 +131,7 @@ pub enum CreatePoolError {
 /// assert!(matches!(err, AcquireError::Empty { .. }));
 /// assert!(err.to_string().starts_with("pool 'cam0' has no free buffer right now"));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum AcquireError {
     /// [`Wait::NoWait`](crate::Wait::NoWait) found the queue empty.
     #[error(
@@ -172,8 +170,6 @@ pub enum AcquireError {
 }
 
 /// A [`BufferId`] could not be turned back into a guard.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -186,6 +182,7 @@ pub enum AcquireError {
 /// drop(guard); // released: the id is stale now
 /// assert!(matches!(pool.redeem_write(id), Err(RedeemError::Stale { .. })));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RedeemError {
     /// The id names another pool.
     #[error(
@@ -237,8 +234,6 @@ pub enum RedeemError {
 }
 
 /// A slot state as shown in error messages (including states a corrupt block may hold).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -248,6 +243,7 @@ pub enum RedeemError {
 /// assert_eq!(SlotStateName(Some(SlotState::Free)).to_string(), "Free");
 /// assert_eq!(SlotStateName(None).to_string(), "in an unknown (corrupt) state");
 /// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SlotStateName(pub Option<SlotState>);
 
 impl fmt::Display for SlotStateName {
@@ -260,8 +256,6 @@ impl fmt::Display for SlotStateName {
 }
 
 /// A buffer could not be added to a pool.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -274,6 +268,7 @@ impl fmt::Display for SlotStateName {
 /// let empty = unsafe { BufferMemory::external(&mut byte, 0, MemoryKind::Host, None) };
 /// assert!(matches!(pool.inject(empty, Queue::Free), Err(InjectError::Empty { .. })));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum InjectError {
     /// Every slot holds a buffer already.
     #[error(
@@ -300,8 +295,6 @@ pub enum InjectError {
 }
 
 /// A buffer could not be removed from a pool.
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -311,6 +304,7 @@ pub enum InjectError {
 /// let pool = BufferPool::create(PoolConfig::new("empty")).unwrap();
 /// assert!(matches!(pool.remove(Wait::NoWait), Err(RemoveError::NoFreeBuffer(_))));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 pub enum RemoveError {
     /// No free buffer could be taken (only free buffers are removed).
     #[error("cannot remove a buffer: {0}")]
@@ -318,11 +312,6 @@ pub enum RemoveError {
 }
 
 /// The CPU cannot access the buffer's memory.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-#[error(
-    "buffer {id} is {kind}, which the CPU cannot read or write; use the backend's device API (copies, kernels) instead"
-)]
-
 ///
 /// # Examples
 ///
@@ -339,6 +328,10 @@ pub enum RemoveError {
 /// let err = guard.as_mut_slice().unwrap_err();
 /// assert_eq!(err.kind, MemoryKind::Device { ordinal: 0 });
 /// ```
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error(
+    "buffer {id} is {kind}, which the CPU cannot read or write; use the backend's device API (copies, kernels) instead"
+)]
 pub struct HostAccessError {
     /// The buffer.
     pub id: BufferId,
@@ -347,9 +340,6 @@ pub struct HostAccessError {
 }
 
 /// A producer claimed to have filled more than the buffer holds.
-#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
-#[error("cannot mark {requested} bytes used in buffer {id}, which holds only {size} bytes")]
-
 ///
 /// # Examples
 ///
@@ -361,6 +351,8 @@ pub struct HostAccessError {
 /// let err = guard.set_bytes_used(17).unwrap_err();
 /// assert_eq!((err.requested, err.size), (17, 16));
 /// ```
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+#[error("cannot mark {requested} bytes used in buffer {id}, which holds only {size} bytes")]
 pub struct BytesUsedError {
     /// The buffer.
     pub id: BufferId,

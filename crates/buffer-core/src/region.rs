@@ -33,8 +33,6 @@ unsafe impl Send for Region {}
 unsafe impl Sync for Region {}
 
 /// A region could not be allocated.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
-
 ///
 /// # Examples
 ///
@@ -43,6 +41,7 @@ unsafe impl Sync for Region {}
 ///
 /// assert_eq!(Region::private(0).unwrap_err(), RegionError::BadSize { len: 0 });
 /// ```
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum RegionError {
     /// The size was zero or too large to describe.
     #[error(

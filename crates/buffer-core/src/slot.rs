@@ -23,9 +23,6 @@ use crate::meta::FrameMeta;
 use crate::shm_safe::ShmSafe;
 
 /// What a slot is doing, as stored in the low half of its state word.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u32)]
-
 ///
 /// # Examples
 ///
@@ -39,6 +36,8 @@ use crate::shm_safe::ShmSafe;
 /// let err = pool.redeem_write(id).unwrap_err();
 /// assert!(err.to_string().contains(&format!("{:?}", SlotState::Writing)));
 /// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u32)]
 pub enum SlotState {
     /// No buffer in this slot.
     Vacant = 0,
