@@ -14,7 +14,6 @@ use std::sync::atomic::{AtomicU32, AtomicU64};
 /// - every bit pattern, including all zeros, is a valid value (reading a corrupt block can give
 ///   wrong numbers, never undefined behaviour);
 /// - it needs no `Drop` (a block is released by unmapping it).
-
 ///
 /// # Examples
 ///
