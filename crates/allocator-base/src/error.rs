@@ -70,7 +70,7 @@ pub enum OwnershipError {
     },
 }
 
-/// [`Allocator::allocate_pool_with_buffers`](crate::Allocator::allocate_pool_with_buffers) failed;
+/// [`PoolAllocator::allocate_pool_with_buffers`](crate::PoolAllocator::allocate_pool_with_buffers) failed;
 /// nothing it created is left behind.
 ///
 /// # Examples
