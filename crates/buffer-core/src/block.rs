@@ -117,11 +117,28 @@ impl BlockLayout {
     }
 }
 
-/// A process-local view of an initialised block: the region it lives in plus its layout.
+/// An initialised block and the region it lives in (owned: dropping it releases the region).
 pub(crate) struct Block {
-    region: Region,
+    /// Owned so that the memory lives exactly as long as the block.
+    _region: Region,
+    view: BlockView,
+}
+
+/// A copyable view of an initialised block: its base address and layout. It is what the fast
+/// path works with: one pointer and a few offsets, with no further indirection.
+///
+/// A view does not keep the block alive; see [`Block::view`].
+#[derive(Clone, Copy)]
+pub(crate) struct BlockView {
+    base: NonNull<u8>,
     layout: BlockLayout,
 }
+
+// SAFETY: a view only gives access to `ShmSafe` structures made of atomics, and to slot metadata
+// under the ownership protocol of `slot.rs`; both are meant for use from many threads.
+unsafe impl Send for BlockView {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for BlockView {}
 
 impl Block {
     /// Initialises a block for `layout` at the start of `region` (phase one: nobody else sees it
@@ -134,7 +151,14 @@ impl Block {
         category: &str,
     ) -> Block {
         assert!(region.len() >= layout.len, "region smaller than the layout");
-        let block = Block { region, layout };
+        let view = BlockView {
+            base: region.base(),
+            layout,
+        };
+        let block = Block {
+            _region: region,
+            view,
+        };
         let header = block.header_for_init();
         header.capacity = layout.capacity;
         header.layout_version = LAYOUT_VERSION;
@@ -145,54 +169,67 @@ impl Block {
         header.category_len = category.len() as u32;
         header.category[..category.len()].copy_from_slice(category.as_bytes());
         header.free_low_water = AtomicU32::new(u32::MAX);
-        block.free_queue().init();
-        block.filled_queue().init();
+        let view = block.view;
+        view.free_queue().init();
+        view.filled_queue().init();
         for index in 0..layout.capacity {
-            block.slot(index).set_state(0, SlotState::Vacant);
+            view.slot(index).set_state(0, SlotState::Vacant);
         }
-        block.header().magic.store(MAGIC, Ordering::Release);
+        view.header().magic.store(MAGIC, Ordering::Release);
         block
+    }
+
+    /// A view of this block.
+    ///
+    /// # Safety
+    ///
+    /// The view and every copy of it must be used only while this block is alive (in practice:
+    /// stored beside an `Arc` that owns the block).
+    pub(crate) unsafe fn view(&self) -> BlockView {
+        self.view
     }
 
     /// `&mut` access to the header while initialising: the block was just handed over in `init`
     /// and no reference to it exists yet.
     #[allow(clippy::mut_from_ref)]
     fn header_for_init(&self) -> &mut PoolHeader {
-        let ptr = self.at::<PoolHeader>(0).as_ptr();
+        let ptr = self.view.at::<PoolHeader>(0).as_ptr();
         // SAFETY: `at` checked bounds and alignment; the region is zeroed memory and
         // `PoolHeader` is `ShmSafe` (valid for all zeros); `init` is the only caller and runs
         // before any shared reference into the block exists, so this `&mut` is unique.
         unsafe { &mut *ptr }
     }
+}
 
+impl BlockView {
     /// Pointer to a `T` at `offset`, checked to lie inside the region and be aligned.
-    #[inline]
+    #[inline(always)]
     fn at<T: ShmSafe>(&self, offset: usize) -> NonNull<T> {
-        debug_assert!(offset + size_of::<T>() <= self.region.len());
+        debug_assert!(offset + size_of::<T>() <= self.layout.len);
         debug_assert_eq!(offset % align_of::<T>(), 0);
-        // SAFETY: `offset` lies inside the region (asserted above; every caller passes an offset
-        // from `self.layout`, which fits in the region as `init` asserted).
-        let ptr = unsafe { self.region.base().as_ptr().add(offset) };
+        // SAFETY: `offset` lies inside the block (asserted above; every caller passes an offset
+        // from `self.layout`, and the region holds the whole layout, as `init` asserted).
+        let ptr = unsafe { self.base.as_ptr().add(offset) };
         // SAFETY: derived from a non-null base by an in-bounds offset.
         unsafe { NonNull::new_unchecked(ptr.cast::<T>()) }
     }
 
     /// The header.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn header(&self) -> &PoolHeader {
         // SAFETY: offset 0 is in bounds and page-aligned; the header was initialised in `init`
-        // and lives as long as the region, which `self` owns.
+        // and lives as long as the block, which outlives the view (`Block::view`).
         unsafe { self.at::<PoolHeader>(0).as_ref() }
     }
 
     /// The slot at `index` (`index < capacity`, checked).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn slot(&self, index: u32) -> &Slot {
         assert!(index < self.layout.capacity, "slot index out of range");
         let offset = self.layout.slots + index as usize * size_of::<Slot>();
         // SAFETY: `index < capacity`, so the slot lies inside the slot table, which the layout
-        // places inside the region, 64-byte aligned; slots are initialised in `init` and live as
-        // long as the region.
+        // places inside the block, 64-byte aligned; slots are initialised in `init` and live as
+        // long as the block, which outlives the view (`Block::view`).
         unsafe { self.at::<Slot>(offset).as_ref() }
     }
 
@@ -202,27 +239,27 @@ impl Block {
         self.layout.capacity
     }
 
-    #[inline]
+    #[inline(always)]
     fn queue_at(&self, offset: usize) -> QueueRef<'_> {
         let cells_offset = offset + size_of::<QueueCtrl>();
         let cells = self.at::<QueueCell>(cells_offset);
         // SAFETY: the layout reserves `cells` cells right after the control block, inside the
-        // region, aligned for `QueueCell`; they live as long as the region.
+        // block, aligned for `QueueCell`; they live as long as the block, which outlives the view.
         let cells = unsafe { std::slice::from_raw_parts(cells.as_ptr(), self.layout.cells) };
-        // SAFETY: the control block lies at `offset` inside the region (layout) and lives as long
-        // as the region.
+        // SAFETY: the control block lies at `offset` inside the block (layout) and lives as long
+        // as the block, which outlives the view.
         let ctrl = unsafe { self.at::<QueueCtrl>(offset).as_ref() };
         QueueRef::new(ctrl, cells)
     }
 
     /// The free queue.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn free_queue(&self) -> QueueRef<'_> {
         self.queue_at(self.layout.free_queue)
     }
 
     /// The filled queue.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn filled_queue(&self) -> QueueRef<'_> {
         self.queue_at(self.layout.filled_queue)
     }
@@ -268,13 +305,15 @@ mod tests {
     #[test]
     fn init_publishes_identity_and_empty_state() {
         let layout = BlockLayout::new(4);
-        let block = Block::init(
+        let owner = Block::init(
             Region::private(layout.len).unwrap(),
             layout,
             9,
             "cam0",
             "video",
         );
+        // SAFETY: `owner` outlives `block`; both live until the end of this test.
+        let block = unsafe { owner.view() };
         let h = block.header();
         assert_eq!(h.magic.load(Ordering::Acquire), MAGIC);
         assert_eq!(h.capacity, 4);

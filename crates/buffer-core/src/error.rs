@@ -147,7 +147,7 @@ pub enum AcquireError {
     },
     /// The queue stayed empty for the whole timeout.
     #[error(
-        "pool '{pool}' had no {queue} buffer within {waited:?} ({counts}); release buffers sooner, enlarge the pool, or wait longer"
+        "pool '{pool}' had no {queue} buffer within {waited:?} ({counts}{holders}); release buffers sooner, enlarge the pool, or wait longer"
     )]
     Timeout {
         /// The pool's name.
@@ -158,6 +158,8 @@ pub enum AcquireError {
         waited: Duration,
         /// The pool's counts when it gave up.
         counts: Counts,
+        /// Who held the pool's buffers when it gave up.
+        holders: Holders,
     },
     /// The pool was closed (before or during the wait).
     #[error("pool '{pool}' is closed: no more {queue} buffers will come")]
@@ -167,6 +169,33 @@ pub enum AcquireError {
         /// The queue asked for.
         queue: Queue,
     },
+}
+
+/// Who holds a pool's buffers: process ids with the number of buffers each holds, most first.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::Holders;
+///
+/// let holders = Holders(vec![(4711, 6), (4800, 1)]);
+/// assert_eq!(holders.to_string(), "; 6 held by pid 4711, 1 by pid 4800");
+/// assert_eq!(Holders::default().to_string(), "");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Holders(pub Vec<(u32, u32)>);
+
+impl fmt::Display for Holders {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, (pid, count)) in self.0.iter().enumerate() {
+            if i == 0 {
+                write!(f, "; {count} held by pid {pid}")?;
+            } else {
+                write!(f, ", {count} by pid {pid}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// A [`BufferId`] could not be turned back into a guard.

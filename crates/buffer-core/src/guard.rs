@@ -19,7 +19,7 @@ struct Held<'p> {
 }
 
 impl<'p> Held<'p> {
-    #[inline]
+    #[inline(always)]
     fn new(pool: &'p BufferPool, index: u32, generation: u32) -> Held<'p> {
         Held {
             pool,
@@ -115,7 +115,7 @@ unsafe impl Send for ReadGuard<'_> {}
 unsafe impl Sync for ReadGuard<'_> {}
 
 impl<'p> WriteGuard<'p> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> WriteGuard<'p> {
         WriteGuard {
             held: Held::new(pool, index, generation),
@@ -185,7 +185,7 @@ impl<'p> WriteGuard<'p> {
     }
 
     /// Passes the buffer to the filled queue, waking a waiting consumer.
-    #[inline]
+    #[inline(always)]
     pub fn submit(self) {
         let this = ManuallyDrop::new(self);
         this.held.pool.submit(this.held.index, this.held.generation);
@@ -202,7 +202,7 @@ impl<'p> WriteGuard<'p> {
 }
 
 impl<'p> ReadGuard<'p> {
-    #[inline]
+    #[inline(always)]
     pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> ReadGuard<'p> {
         ReadGuard {
             held: Held::new(pool, index, generation),
@@ -253,7 +253,7 @@ impl<'p> ReadGuard<'p> {
 }
 
 impl Drop for WriteGuard<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.held
             .pool
@@ -262,7 +262,7 @@ impl Drop for WriteGuard<'_> {
 }
 
 impl Drop for ReadGuard<'_> {
-    #[inline]
+    #[inline(always)]
     fn drop(&mut self) {
         self.held
             .pool

@@ -111,7 +111,7 @@ pub struct VideoFormat {
     pub height: u32,
     /// How many entries of `plane_slots` are used.
     pub plane_count: u32,
-    /// Layout of each plane; only the first `plane_count` matter.
+    /// Layout of each plane; only the first `plane_count` matter (the others are unspecified).
     pub plane_slots: [Plane; MAX_PLANES],
 }
 
@@ -159,8 +159,8 @@ impl VideoFormat {
 /// [`WriteGuard`](crate::WriteGuard); the consumer reads it through its
 /// [`ReadGuard`](crate::ReadGuard).
 ///
-/// Acquiring a free buffer resets the record: zero timestamp and sequence, no video, and the
-/// whole buffer counted as used.
+/// Acquiring a free buffer resets the record: zero timestamp and sequence, no video
+/// (`plane_count` 0), and the whole buffer counted as used.
 ///
 /// # Examples
 ///
@@ -191,12 +191,18 @@ impl FrameMeta {
         self.bytes_used
     }
 
-    /// A fresh record for a buffer of `size` bytes: everything zero, the whole buffer used.
-    #[inline]
-    pub(crate) fn reset(size: u64) -> FrameMeta {
-        FrameMeta {
-            bytes_used: size,
-            ..FrameMeta::default()
-        }
+    /// Resets the record for a buffer of `size` bytes: zero timestamp and sequence, the whole
+    /// buffer used, no video (pixel format none, 0×0, no planes). The plane entries past
+    /// `plane_count` are left as they were: [`VideoFormat::planes`] never shows them, and leaving
+    /// them saves stores on the acquire path.
+    #[inline(always)]
+    pub(crate) fn reset(&mut self, size: u64) {
+        self.timestamp_ns = 0;
+        self.sequence = 0;
+        self.bytes_used = size;
+        self.video.pixel_format = PixelFormat::NONE;
+        self.video.width = 0;
+        self.video.height = 0;
+        self.video.plane_count = 0;
     }
 }

@@ -8,9 +8,9 @@ use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::block::{Block, BlockLayout, MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
+use crate::block::{Block, BlockLayout, BlockView, MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
 use crate::error::{
-    AcquireError, Counts, CreatePoolError, InjectError, Queue, RedeemError, RemoveError,
+    AcquireError, Counts, CreatePoolError, Holders, InjectError, Queue, RedeemError, RemoveError,
     SlotStateName,
 };
 use crate::guard::{ReadGuard, WriteGuard};
@@ -127,7 +127,7 @@ pub struct Stats {
 
 /// Milliseconds of `CLOCK_MONOTONIC_COARSE`: a vDSO read (no system call), ~4 ms resolution,
 /// enough to tell how long a buffer has been held.
-#[inline]
+#[inline(always)]
 fn coarse_now_ms() -> u64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     now.tv_sec as u64 * 1000 + now.tv_nsec as u64 / 1_000_000
@@ -182,6 +182,9 @@ pub(crate) struct PoolInner {
 /// ```
 #[derive(Clone)]
 pub struct BufferPool {
+    /// The block's view, kept here (not behind the `Arc`) so that the fast path reaches the
+    /// block with one load less. Valid as long as `inner`, which owns the block, is alive.
+    block: BlockView,
     inner: Arc<PoolInner>,
 }
 
@@ -225,10 +228,12 @@ impl BufferPool {
             owners: Mutex::new((0..capacity).map(|_| None).collect()),
             destroyed: AtomicBool::new(false),
         };
+        let inner = Arc::new(inner);
+        // SAFETY: the view is stored beside the `Arc` that owns the block, in `BufferPool` and
+        // its clones, so the block outlives every use of it.
+        let block = unsafe { inner.block.view() };
         Ok(PoolOwner {
-            pool: BufferPool {
-                inner: Arc::new(inner),
-            },
+            pool: BufferPool { block, inner },
         })
     }
 
@@ -288,21 +293,21 @@ impl BufferPool {
 
     /// The most buffers the pool can hold.
     pub fn capacity(&self) -> u32 {
-        self.inner.block.capacity()
+        self.block.capacity()
     }
 
     /// Takes a buffer from the free queue, waiting as `wait` says, for a producer to fill.
-    #[inline]
+    #[inline(always)]
     pub fn acquire_free(&self, wait: Wait) -> Result<WriteGuard<'_>, AcquireError> {
         let index = self.pop(Queue::Free, wait)?;
-        let slot = self.inner.block.slot(index);
+        let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Writing);
         slot.mark_held(self.inner.holder, coarse_now_ms());
         let size = slot.size.load(Ordering::Relaxed);
         // SAFETY: popping `index` from the free queue made this thread the slot's only owner
         // (slot module docs), so nobody else accesses its metadata.
-        unsafe { *slot.meta.get() = FrameMeta::reset(size) };
+        unsafe { (*slot.meta.get()).reset(size) };
         self.note_free_level();
         Ok(WriteGuard::new(self, index, generation))
     }
@@ -311,10 +316,10 @@ impl BufferPool {
     ///
     /// After [`BufferPool::close`], buffers already submitted are still handed out; `Closed` comes
     /// once the filled queue is empty.
-    #[inline]
+    #[inline(always)]
     pub fn acquire_filled(&self, wait: Wait) -> Result<ReadGuard<'_>, AcquireError> {
         let index = self.pop(Queue::Filled, wait)?;
-        let slot = self.inner.block.slot(index);
+        let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Reading);
         slot.mark_held(self.inner.holder, coarse_now_ms());
@@ -337,21 +342,21 @@ impl BufferPool {
     /// `acquire_free` fails from now on, and `acquire_filled` fails once the filled queue is empty.
     /// Guards alive keep working; their buffers go back to the free queue as usual.
     pub fn close(&self) {
-        let header = self.inner.block.header();
+        let header = self.block.header();
         header.closed.store(1, Ordering::SeqCst);
         wake_all(&header.free_wait);
         wake_all(&header.filled_wait);
     }
 
     /// Whether [`BufferPool::close`] was called (or the pool destroyed).
-    #[inline]
+    #[inline(always)]
     pub fn is_closed(&self) -> bool {
-        self.inner.block.header().closed.load(Ordering::SeqCst) != 0
+        self.block.header().closed.load(Ordering::SeqCst) != 0
     }
 
     /// How many buffers there are and where (a snapshot).
     pub fn counts(&self) -> Counts {
-        let block = &self.inner.block;
+        let block = &self.block;
         let total = block.header().buffers.load(Ordering::SeqCst);
         let free = block.free_queue().len();
         let filled = block.filled_queue().len();
@@ -363,9 +368,25 @@ impl BufferPool {
         }
     }
 
+    /// Who holds buffers right now: process ids with how many buffers each holds, most first.
+    /// Scans the slot table; meant for diagnostics, not for the fast path.
+    pub fn holders(&self) -> Holders {
+        let mut holders: Vec<(u32, u32)> = Vec::new();
+        for index in 0..self.capacity() {
+            if let Some(pid) = self.block.slot(index).holder() {
+                match holders.iter_mut().find(|(holder, _)| *holder == pid) {
+                    Some((_, count)) => *count += 1,
+                    None => holders.push((pid, 1)),
+                }
+            }
+        }
+        holders.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        Holders(holders)
+    }
+
     /// Statistics since the pool was created.
     pub fn stats(&self) -> Stats {
-        let block = &self.inner.block;
+        let block = &self.block;
         let header = block.header();
         let acquisitions = (0..block.capacity())
             .map(|index| block.slot(index).acquisitions.load(Ordering::Relaxed))
@@ -382,9 +403,9 @@ impl BufferPool {
 
     // ----- internals shared with the guards -----
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn slot(&self, index: u32) -> &Slot {
-        self.inner.block.slot(index)
+        self.block.slot(index)
     }
 
     #[inline]
@@ -405,7 +426,7 @@ impl BufferPool {
     }
 
     /// Puts a held buffer back on the free queue (a guard's drop).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn release(&self, index: u32, generation: u32) {
         let slot = self.slot(index);
         slot.mark_unheld();
@@ -417,7 +438,7 @@ impl BufferPool {
     }
 
     /// Puts a written buffer on the filled queue (a write guard's `submit`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn submit(&self, index: u32, generation: u32) {
         let slot = self.slot(index);
         slot.mark_unheld();
@@ -435,9 +456,9 @@ impl BufferPool {
         BufferId::new(self.id(), index, generation)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push(&self, queue: Queue, index: u32) {
-        let block = &self.inner.block;
+        let block = &self.block;
         let (ring, word) = match queue {
             Queue::Free => (block.free_queue(), &block.header().free_wait),
             Queue::Filled => (block.filled_queue(), &block.header().filled_wait),
@@ -451,9 +472,9 @@ impl BufferPool {
 
     /// Takes a slot index from `queue`: the fast path is one queue pop (plus, for the free queue,
     /// one load of the closed flag); waiting and errors are in [`BufferPool::pop_slow`].
-    #[inline]
+    #[inline(always)]
     fn pop(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
-        let block = &self.inner.block;
+        let block = &self.block;
         let ring = match queue {
             Queue::Free => block.free_queue(),
             Queue::Filled => block.filled_queue(),
@@ -471,7 +492,7 @@ impl BufferPool {
     #[cold]
     #[inline(never)]
     fn pop_slow(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
-        let block = &self.inner.block;
+        let block = &self.block;
         let header = block.header();
         let (ring, word) = match queue {
             Queue::Free => (block.free_queue(), &header.free_wait),
@@ -505,6 +526,7 @@ impl BufferPool {
                         queue,
                         waited,
                         counts: self.counts(),
+                        holders: self.holders(),
                     }
                 }
                 Wait::NoWait | Wait::Forever => AcquireError::Empty {
@@ -518,22 +540,22 @@ impl BufferPool {
 
     /// Updates the free queue's low-water mark after an acquisition: two loads, and a write only
     /// when a new low is reached.
-    #[inline]
+    #[inline(always)]
     fn note_free_level(&self) {
-        let queue = self.inner.block.free_queue();
+        let queue = self.block.free_queue();
         let left = queue.tail_position().saturating_sub(queue.head_position()) as u32;
-        let low = &self.inner.block.header().free_low_water;
+        let low = &self.block.header().free_low_water;
         if left < low.load(Ordering::Relaxed) {
             low.fetch_min(left, Ordering::Relaxed);
         }
     }
 
     /// Updates the filled queue's high-water mark after a submission.
-    #[inline]
+    #[inline(always)]
     fn note_filled_level(&self) {
-        let queue = self.inner.block.filled_queue();
+        let queue = self.block.filled_queue();
         let depth = queue.tail_position().saturating_sub(queue.head_position()) as u32;
-        let high = &self.inner.block.header().filled_high_water;
+        let high = &self.block.header().filled_high_water;
         if depth > high.load(Ordering::Relaxed) {
             high.fetch_max(depth, Ordering::Relaxed);
         }
@@ -590,19 +612,23 @@ impl PoolInner {
     /// Takes buffer `index` (owned by the caller, just popped) out of the pool and returns its
     /// memory owner; the caller drops it (releasing the memory) outside any lock.
     fn take_out(&self, index: u32) -> Option<MemoryOwner> {
-        let slot = self.block.slot(index);
+        // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
+        let block = unsafe { self.block.view() };
+        let slot = block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Removing);
         let owner = self.owners.lock()[index as usize].take();
         self.addrs[index as usize].store(ptr::null_mut(), Ordering::Release);
-        self.block.header().buffers.fetch_sub(1, Ordering::SeqCst);
+        block.header().buffers.fetch_sub(1, Ordering::SeqCst);
         slot.set_state(generation.wrapping_add(1), SlotState::Vacant);
         owner
     }
 
     /// Takes every queued buffer out of the pool, releasing its memory (used once destroyed).
     fn release_queued_buffers(&self) {
-        for queue in [self.block.free_queue(), self.block.filled_queue()] {
+        // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
+        let block = unsafe { self.block.view() };
+        for queue in [block.free_queue(), block.filled_queue()] {
             while let Some(index) = queue.pop() {
                 drop(self.take_out(index));
             }
@@ -623,18 +649,28 @@ impl PoolOwner {
         if memory.is_empty() {
             return Err(InjectError::Empty { pool: name() });
         }
-        let (index, generation) = inner.block.claim_vacant_slot().ok_or(InjectError::Full {
-            pool: name(),
-            capacity: self.pool.capacity(),
-        })?;
-        let slot = inner.block.slot(index);
+        let (index, generation) = self
+            .pool
+            .block
+            .claim_vacant_slot()
+            .ok_or(InjectError::Full {
+                pool: name(),
+                capacity: self.pool.capacity(),
+            })?;
+        let slot = self.pool.block.slot(index);
         let ownership = memory.ownership();
         slot.set_description(memory.len, memory.kind, ownership, memory.phys);
         // SAFETY: claiming the vacant slot made this thread its only owner.
-        unsafe { *slot.meta.get() = FrameMeta::reset(memory.len as u64) };
+        let meta = unsafe { &mut *slot.meta.get() };
+        *meta = FrameMeta::default();
+        meta.reset(memory.len as u64);
         inner.addrs[index as usize].store(memory.addr, Ordering::Release);
         inner.owners.lock()[index as usize] = memory.owner;
-        inner.block.header().buffers.fetch_add(1, Ordering::SeqCst);
+        self.pool
+            .block
+            .header()
+            .buffers
+            .fetch_add(1, Ordering::SeqCst);
         let state = match queue {
             Queue::Free => SlotState::Free,
             Queue::Filled => SlotState::Filled,

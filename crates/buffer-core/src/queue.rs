@@ -89,7 +89,7 @@ impl<'a> QueueRef<'a> {
     ///
     /// The tail CAS is `SeqCst`: a waiter that registers itself and then sees `tail == head` can
     /// rely on any push it missed to see its registration (see `wait.rs`).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn push(&self, value: u32) -> Result<(), u32> {
         let mut tail = self.ctrl.tail.load(Ordering::Relaxed);
         loop {
@@ -127,7 +127,7 @@ impl<'a> QueueRef<'a> {
 
     /// Removes the oldest value, or `None` if no value is ready. A push that has claimed its
     /// position but not yet published it is not waited for (see [`QueueRef::has_claimed`]).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn pop(&self) -> Option<u32> {
         let mut head = self.ctrl.head.load(Ordering::Relaxed);
         loop {

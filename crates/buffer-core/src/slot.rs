@@ -97,10 +97,10 @@ const NO_PHYS: u64 = u64::MAX;
 pub(crate) struct Slot {
     /// Generation and [`SlotState`], see the module docs.
     pub(crate) state: AtomicU64,
-    /// Process id of the holder while held, 0 otherwise.
-    pub(crate) holder: AtomicU32,
-    /// Live references to the buffer: 1 while a guard or a detached id holds it, 0 while queued.
-    pub(crate) refcount: AtomicU32,
+    /// Who holds the buffer: the holder's process id in the low 32 bits, the number of live
+    /// references (1 while a guard or a detached id holds it) in the high 32 bits; 0 while
+    /// queued. One word, so that taking and giving back a buffer is one store each.
+    pub(crate) hold: AtomicU64,
     /// When the current holder took the buffer, in milliseconds of `CLOCK_MONOTONIC_COARSE`.
     pub(crate) acquired_at_ms: AtomicU64,
     /// How often this slot's buffer was acquired (free or filled); only its owner adds to it.
@@ -128,13 +128,13 @@ unsafe impl Sync for Slot {}
 impl Slot {
     /// The state word's current value, read with `Acquire` so that the slot's description written
     /// before it was published is visible.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn state_word(&self) -> u64 {
         self.state.load(Ordering::Acquire)
     }
 
     /// Sets the state (by the slot's owner).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn set_state(&self, generation: u32, state: SlotState) {
         self.state.store(pack(generation, state), Ordering::Release);
     }
@@ -173,10 +173,10 @@ impl Slot {
     }
 
     /// Records that `holder` now holds the buffer (by the owner, right after taking it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn mark_held(&self, holder: u32, now_ms: u64) {
-        self.holder.store(holder, Ordering::Relaxed);
-        self.refcount.store(1, Ordering::Relaxed);
+        self.hold
+            .store(u64::from(holder) | 1 << 32, Ordering::Relaxed);
         self.acquired_at_ms.store(now_ms, Ordering::Relaxed);
         // Only the owner writes this counter, so a load and a store suffice (no locked add).
         let count = self.acquisitions.load(Ordering::Relaxed);
@@ -184,10 +184,15 @@ impl Slot {
     }
 
     /// Records that nobody holds the buffer (by the owner, before queueing it).
-    #[inline]
+    #[inline(always)]
     pub(crate) fn mark_unheld(&self) {
-        self.holder.store(0, Ordering::Relaxed);
-        self.refcount.store(0, Ordering::Relaxed);
+        self.hold.store(0, Ordering::Relaxed);
+    }
+
+    /// The holder's process id, if someone holds the buffer.
+    pub(crate) fn holder(&self) -> Option<u32> {
+        let hold = self.hold.load(Ordering::Relaxed);
+        (hold >> 32 != 0).then_some(hold as u32)
     }
 }
 
@@ -219,6 +224,18 @@ mod tests {
     fn slot_is_cache_line_aligned() {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
         assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
+    }
+
+    #[test]
+    fn hold_word_names_the_holder() {
+        // SAFETY: `Slot` is `ShmSafe`, so all-zero bytes are a valid value.
+        let slot: Slot = unsafe { std::mem::zeroed() };
+        assert_eq!(slot.holder(), None);
+        slot.mark_held(4711, 5);
+        assert_eq!(slot.holder(), Some(4711));
+        assert_eq!(slot.acquisitions.load(Ordering::Relaxed), 1);
+        slot.mark_unheld();
+        assert_eq!(slot.holder(), None);
     }
 
     #[test]

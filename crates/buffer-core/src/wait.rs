@@ -138,7 +138,7 @@ fn sleep_until_popped(
 }
 
 /// Wakes one waiter of `word`, if any is registered. Costs one load when nobody waits.
-#[inline]
+#[inline(always)]
 pub(crate) fn wake_one(word: &WaitWord) {
     if word.waiters.load(Ordering::SeqCst) != 0 {
         word.seq.fetch_add(1, Ordering::SeqCst);

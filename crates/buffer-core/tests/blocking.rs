@@ -46,6 +46,12 @@ fn a_timeout_returns_an_error_after_at_least_the_timeout() {
         "{err}"
     );
     assert!(err.to_string().contains("1 in use"), "{err}");
+    let me = std::process::id();
+    assert!(
+        err.to_string().contains(&format!("1 held by pid {me}")),
+        "{err}"
+    );
+    assert_eq!(pool.holders().0, vec![(me, 1)]);
     assert_eq!((pool.stats().waits, pool.stats().timeouts), (1, 1));
 }
 
