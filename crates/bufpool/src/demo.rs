@@ -80,14 +80,14 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
             s.spawn(|| consume(&pool, args, &tally));
         }
         while !producer.is_finished() {
-            show_progress(&progress, &pool, &tally);
+            show_progress(&progress, &pool, &tally, started);
             std::thread::sleep(Duration::from_millis(100));
         }
         let produced = producer.join().expect("producer thread panicked")?;
         Ok(produced)
     })
     .map_err(|e| e as Box<dyn Error>)?;
-    show_progress(&progress, &pool, &tally);
+    show_progress(&progress, &pool, &tally, started);
     progress.finish_and_clear();
     summarise(
         args,
@@ -102,20 +102,22 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
 fn progress_bar(frames: u64) -> ProgressBar {
     let bar = ProgressBar::new(frames);
     bar.set_style(
-        ProgressStyle::with_template(
-            "{bar:30.cyan/blue} {pos}/{len} frames  {per_sec:>12}  pool: {msg}",
-        )
-        .expect("valid template"),
+        ProgressStyle::with_template("{bar:30.cyan/blue} {pos}/{len} frames  {msg}")
+            .expect("valid template"),
     );
     bar
 }
 
-fn show_progress(bar: &ProgressBar, pool: &BufferPool, tally: &Tally) {
+fn show_progress(bar: &ProgressBar, pool: &BufferPool, tally: &Tally, started: Instant) {
     let c = pool.counts();
-    bar.set_position(tally.frames.load(Ordering::Relaxed));
+    let frames = tally.frames.load(Ordering::Relaxed);
+    bar.set_position(frames);
     bar.set_message(format!(
-        "{} free, {} filled, {} in use",
-        c.free, c.filled, c.in_use
+        "{:>6.0} frames/s  pool: {} free, {} filled, {} in use",
+        frames as f64 / started.elapsed().as_secs_f64(),
+        c.free,
+        c.filled,
+        c.in_use
     ));
 }
 
@@ -204,10 +206,11 @@ fn summarise(
         alloc_count::measured_allocations()
     );
     println!(
-        "producer waits for a buffer:  {} of {} acquisitions (fewest free: {})",
+        "acquisitions that waited:     {} of {} (fewest free buffers: {}, most filled: {})",
         stats.waits,
         stats.acquisitions,
-        stats.min_free.unwrap_or(0)
+        stats.min_free.unwrap_or(0),
+        stats.max_filled
     );
     println!("frames failing the check:     {bad}");
     println!(
