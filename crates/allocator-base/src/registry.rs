@@ -46,6 +46,25 @@ struct Entry {
     pool: Arc<PoolOwner>,
 }
 
+impl Entry {
+    /// The pool's creator handle, if `caller` created it.
+    fn created_by(
+        &self,
+        caller: AllocatorId,
+        pool: PoolId,
+    ) -> Result<&Arc<PoolOwner>, OwnershipError> {
+        if self.creator == caller {
+            Ok(&self.pool)
+        } else {
+            Err(OwnershipError::NotOwner {
+                pool,
+                owner: self.creator,
+                caller,
+            })
+        }
+    }
+}
+
 /// The single owner of every pool that allocators create. Users hold a [`PoolId`] and get
 /// temporary access with [`Registry::get`]; only the allocator that created a pool can change or
 /// destroy it.
@@ -131,14 +150,7 @@ impl Registry {
     ) -> Result<Arc<PoolOwner>, OwnershipError> {
         let pools = self.pools.read();
         let entry = pools.get(&pool).ok_or(LookupError { pool })?;
-        if entry.creator != caller {
-            return Err(OwnershipError::NotOwner {
-                pool,
-                owner: entry.creator,
-                caller,
-            });
-        }
-        Ok(Arc::clone(&entry.pool))
+        entry.created_by(caller, pool).map(Arc::clone)
     }
 
     /// Removes `pool` (if `caller` created it) and destroys it: waiters wake, free and filled
@@ -151,13 +163,7 @@ impl Registry {
         let owner = {
             let mut pools = self.pools.write();
             let entry = pools.get(&pool).ok_or(LookupError { pool })?;
-            if entry.creator != caller {
-                return Err(OwnershipError::NotOwner {
-                    pool,
-                    owner: entry.creator,
-                    caller,
-                });
-            }
+            entry.created_by(caller, pool)?;
             pools.remove(&pool).map(|entry| entry.pool)
         };
         if let Some(owner) = owner {

@@ -118,45 +118,40 @@ fn full_cycle(c: &mut Criterion) {
     }
 }
 
-/// Time per frame for `frames` frames passed from a producer thread to a consumer thread.
+/// Runs `produce` on this thread and `consume` on another, each `frames` times, and returns the
+/// time until the producer finished (the consumer is at most a pool's worth of frames behind).
+fn handoff(frames: u64, produce: impl Fn() + Sync, consume: impl Fn() + Sync) -> Duration {
+    std::thread::scope(|s| {
+        let started = Instant::now();
+        s.spawn(|| (0..frames).for_each(|_| consume()));
+        (0..frames).for_each(|_| produce());
+        started
+    })
+    .elapsed()
+}
+
+/// Time per frame passed from a producer thread to a consumer thread and back.
 fn spsc(c: &mut Criterion) {
     for (size, label) in SIZES {
         let mut group = c.benchmark_group(format!("spsc/{label}"));
         let pool = our_pool(size);
         group.bench_function("bufpool", |b| {
             b.iter_custom(|frames| {
-                std::thread::scope(|s| {
-                    let started = Instant::now();
-                    s.spawn(|| {
-                        for _ in 0..frames {
-                            drop(black_box(pool.acquire_filled(Wait::Forever).unwrap()));
-                        }
-                    });
-                    for _ in 0..frames {
-                        pool.acquire_free(Wait::Forever).unwrap().submit();
-                    }
-                    started
-                })
-                .elapsed()
+                handoff(
+                    frames,
+                    || pool.acquire_free(Wait::Forever).unwrap().submit(),
+                    || drop(black_box(pool.acquire_filled(Wait::Forever).unwrap())),
+                )
             })
         });
         let (free, filled) = (array_queue(size), ArrayQueue::new(BUFFERS));
         group.bench_function("crossbeam_array_queue", |b| {
             b.iter_custom(|frames| {
-                std::thread::scope(|s| {
-                    let started = Instant::now();
-                    s.spawn(|| {
-                        for _ in 0..frames {
-                            let buffer = spin_pop(&filled);
-                            free.push(black_box(buffer)).unwrap();
-                        }
-                    });
-                    for _ in 0..frames {
-                        filled.push(spin_pop(&free)).unwrap();
-                    }
-                    started
-                })
-                .elapsed()
+                handoff(
+                    frames,
+                    || filled.push(spin_pop(&free)).unwrap(),
+                    || free.push(black_box(spin_pop(&filled))).unwrap(),
+                )
             })
         });
         let (free, filled) = (
@@ -165,21 +160,17 @@ fn spsc(c: &mut Criterion) {
         );
         group.bench_function("mutex_vec", |b| {
             b.iter_custom(|frames| {
-                std::thread::scope(|s| {
-                    let started = Instant::now();
-                    s.spawn(|| {
-                        for _ in 0..frames {
-                            let buffer = spin_lock_pop(&filled);
-                            free.lock().unwrap().push(black_box(buffer));
-                        }
-                    });
-                    for _ in 0..frames {
+                handoff(
+                    frames,
+                    || {
                         let buffer = spin_lock_pop(&free);
                         filled.lock().unwrap().push(buffer);
-                    }
-                    started
-                })
-                .elapsed()
+                    },
+                    || {
+                        let buffer = spin_lock_pop(&filled);
+                        free.lock().unwrap().push(black_box(buffer));
+                    },
+                )
             })
         });
         group.finish();
