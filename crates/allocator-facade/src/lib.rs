@@ -252,3 +252,8 @@ pub fn create_with_config(
 pub fn create_by_name(name: &str) -> Result<AllocatorFacade, CreateAllocatorError> {
     create(name.parse()?)
 }
+
+/// The README's example, compiled and run as a doc test so that it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+struct ReadmeExample;
