@@ -171,27 +171,59 @@ pub enum AcquireError {
     },
 }
 
-/// Who holds a pool's buffers: process ids with the number of buffers each holds, most first.
+/// One process holding buffers of a pool.
 ///
 /// # Examples
 ///
 /// ```
-/// use buffer_core::Holders;
+/// use std::time::Duration;
+/// use buffer_core::Holder;
 ///
-/// let holders = Holders(vec![(4711, 6), (4800, 1)]);
-/// assert_eq!(holders.to_string(), "; 6 held by pid 4711, 1 by pid 4800");
+/// let holder = Holder { pid: 4711, buffers: 6, longest: Duration::from_secs(12) };
+/// assert_eq!(holder.buffers, 6);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's process id.
+    pub pid: u32,
+    /// How many buffers it holds.
+    pub buffers: u32,
+    /// How long it has held the oldest of them.
+    pub longest: Duration,
+}
+
+/// Who holds a pool's buffers, most buffers first.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use buffer_core::{Holder, Holders};
+///
+/// let holders = Holders(vec![
+///     Holder { pid: 4711, buffers: 6, longest: Duration::from_secs(12) },
+///     Holder { pid: 4800, buffers: 1, longest: Duration::from_millis(40) },
+/// ]);
+/// assert_eq!(
+///     holders.to_string(),
+///     "; 6 held by pid 4711 (the oldest for 12.0 s), 1 by pid 4800 (0.0 s)"
+/// );
 /// assert_eq!(Holders::default().to_string(), "");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Holders(pub Vec<(u32, u32)>);
+pub struct Holders(pub Vec<Holder>);
 
 impl fmt::Display for Holders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        for (i, (pid, count)) in self.0.iter().enumerate() {
+        for (i, holder) in self.0.iter().enumerate() {
+            let (count, pid, secs) = (holder.buffers, holder.pid, holder.longest.as_secs_f64());
             if i == 0 {
-                write!(f, "; {count} held by pid {pid}")?;
+                write!(
+                    f,
+                    "; {count} held by pid {pid} (the oldest for {secs:.1} s)"
+                )?;
             } else {
-                write!(f, ", {count} by pid {pid}")?;
+                write!(f, ", {count} by pid {pid} ({secs:.1} s)")?;
             }
         }
         Ok(())

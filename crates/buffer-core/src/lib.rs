@@ -64,8 +64,8 @@ mod wait;
 
 pub use block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
 pub use error::{
-    AcquireError, BytesUsedError, Counts, CreatePoolError, Holders, HostAccessError, InjectError,
-    Queue, RedeemError, RemoveError, SlotStateName,
+    AcquireError, BytesUsedError, Counts, CreatePoolError, Holder, Holders, HostAccessError,
+    InjectError, Queue, RedeemError, RemoveError, SlotStateName,
 };
 pub use guard::{ReadGuard, WriteGuard};
 pub use ids::{BufferId, PoolId};

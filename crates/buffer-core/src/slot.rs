@@ -101,8 +101,9 @@ pub(crate) struct Slot {
     /// references (1 while a guard or a detached id holds it) in the high 32 bits; 0 while
     /// queued. One word, so that taking and giving back a buffer is one store each.
     pub(crate) hold: AtomicU64,
-    /// When the current holder took the buffer, in milliseconds of `CLOCK_MONOTONIC_COARSE`.
-    pub(crate) acquired_at_ms: AtomicU64,
+    /// When the current holder took the buffer: `CLOCK_MONOTONIC_COARSE` seconds in the high
+    /// 32 bits, nanoseconds in the low 32 bits.
+    pub(crate) acquired_at: AtomicU64,
     /// How often this slot's buffer was acquired (free or filled); only its owner adds to it.
     pub(crate) acquisitions: AtomicU64,
     /// Size of the buffer in bytes.
@@ -174,10 +175,10 @@ impl Slot {
 
     /// Records that `holder` now holds the buffer (by the owner, right after taking it).
     #[inline(always)]
-    pub(crate) fn mark_held(&self, holder: u32, now_ms: u64) {
+    pub(crate) fn mark_held(&self, holder: u32, now: u64) {
         self.hold
             .store(u64::from(holder) | 1 << 32, Ordering::Relaxed);
-        self.acquired_at_ms.store(now_ms, Ordering::Relaxed);
+        self.acquired_at.store(now, Ordering::Relaxed);
         // Only the owner writes this counter, so a load and a store suffice (no locked add).
         let count = self.acquisitions.load(Ordering::Relaxed);
         self.acquisitions.store(count + 1, Ordering::Relaxed);
