@@ -192,6 +192,9 @@ pub struct BufferPool {
     /// The block's view, kept here (not behind the `Arc`) so that the fast path reaches the
     /// block with one load less. Valid as long as `inner`, which owns the block, is alive.
     block: BlockView,
+    /// This process's id, recorded as the holder of the buffers it acquires (a copy of
+    /// `PoolInner::holder`, so that acquiring does not touch `inner`).
+    holder: u32,
     inner: Arc<PoolInner>,
 }
 
@@ -240,7 +243,11 @@ impl BufferPool {
         // its clones, so the block outlives every use of it.
         let block = unsafe { inner.block.view() };
         Ok(PoolOwner {
-            pool: BufferPool { block, inner },
+            pool: BufferPool {
+                block,
+                holder: inner.holder,
+                inner,
+            },
         })
     }
 
@@ -310,7 +317,7 @@ impl BufferPool {
         let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Writing);
-        slot.mark_held(self.inner.holder, coarse_now());
+        slot.mark_held(self.holder, coarse_now());
         let size = slot.size.load(Ordering::Relaxed);
         // SAFETY: popping `index` from the free queue made this thread the slot's only owner
         // (slot module docs), so nobody else accesses its metadata.
@@ -329,7 +336,7 @@ impl BufferPool {
         let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Reading);
-        slot.mark_held(self.inner.holder, coarse_now());
+        slot.mark_held(self.holder, coarse_now());
         Ok(ReadGuard::new(self, index, generation))
     }
 
@@ -450,9 +457,7 @@ impl BufferPool {
         slot.mark_unheld();
         slot.set_state(generation.wrapping_add(1), SlotState::Free);
         self.push(Queue::Free, index);
-        if self.inner.destroyed.load(Ordering::SeqCst) {
-            self.inner.release_queued_buffers();
-        }
+        self.release_if_destroyed();
     }
 
     /// Puts a written buffer on the filled queue (a write guard's `submit`).
@@ -463,7 +468,15 @@ impl BufferPool {
         slot.set_state(generation, SlotState::Filled);
         self.push(Queue::Filled, index);
         self.note_filled_level();
-        if self.inner.destroyed.load(Ordering::SeqCst) {
+        self.release_if_destroyed();
+    }
+
+    /// After a buffer went back to a queue: if the pool was destroyed meanwhile, its memory is
+    /// released now rather than when the last handle goes. A destroyed pool is always closed,
+    /// so the common case costs one load of the (hot) closed flag.
+    #[inline(always)]
+    fn release_if_destroyed(&self) {
+        if self.is_closed() && self.inner.destroyed.load(Ordering::SeqCst) {
             self.inner.release_queued_buffers();
         }
     }
