@@ -6,6 +6,9 @@
 //! - `spsc`: one producer thread and one consumer thread passing every buffer through the
 //!   filled queue and back (time per frame).
 //!
+//! `bufpool_no_hold_times` is our pool with `PoolConfig::with_hold_times(false)`: no clock read
+//! when acquiring.
+//!
 //! Peers: a fresh `Vec<u8>` per frame (allocated, every page touched), a `Mutex<Vec<Box<[u8]>>>`
 //! pool, a `crossbeam_queue::ArrayQueue` pool, `lockfree-object-pool` and `object-pool`.
 //! Run: `cargo bench -p buffer-core --bench pool`.
@@ -24,6 +27,20 @@ const PAGE: usize = 4096;
 
 fn our_pool(size: usize) -> PoolOwner {
     BufferPool::with_heap_buffers(PoolConfig::new("bench"), BUFFERS as u32, size).unwrap()
+}
+
+/// Our pool without hold times: no clock read when acquiring.
+fn our_pool_without_hold_times(size: usize) -> PoolOwner {
+    let config = PoolConfig::new("bench").with_hold_times(false);
+    BufferPool::with_heap_buffers(config, BUFFERS as u32, size).unwrap()
+}
+
+/// Both configurations of our pool, named for the report.
+fn our_pools(size: usize) -> [(&'static str, PoolOwner); 2] {
+    [
+        ("bufpool", our_pool(size)),
+        ("bufpool_no_hold_times", our_pool_without_hold_times(size)),
+    ]
 }
 
 fn boxes(size: usize) -> impl Iterator<Item = Box<[u8]>> {
@@ -51,10 +68,11 @@ fn fresh_vec(size: usize) -> Vec<u8> {
 fn acquire_release(c: &mut Criterion) {
     for (size, label) in SIZES {
         let mut group = c.benchmark_group(format!("acquire_release/{label}"));
-        let pool = our_pool(size);
-        group.bench_function("bufpool", |b| {
-            b.iter(|| black_box(pool.acquire_free(Wait::NoWait).unwrap()))
-        });
+        for (name, pool) in our_pools(size) {
+            group.bench_function(name, |b| {
+                b.iter(|| black_box(pool.acquire_free(Wait::NoWait).unwrap()))
+            });
+        }
         let queue = array_queue(size);
         group.bench_function("crossbeam_array_queue", |b| {
             b.iter(|| queue.push(black_box(queue.pop().unwrap())).unwrap())
@@ -88,13 +106,14 @@ fn acquire_release(c: &mut Criterion) {
 fn full_cycle(c: &mut Criterion) {
     for (size, label) in SIZES {
         let mut group = c.benchmark_group(format!("full_cycle/{label}"));
-        let pool = our_pool(size);
-        group.bench_function("bufpool", |b| {
-            b.iter(|| {
-                pool.acquire_free(Wait::NoWait).unwrap().submit();
-                drop(black_box(pool.acquire_filled(Wait::NoWait).unwrap()));
-            })
-        });
+        for (name, pool) in our_pools(size) {
+            group.bench_function(name, |b| {
+                b.iter(|| {
+                    pool.acquire_free(Wait::NoWait).unwrap().submit();
+                    drop(black_box(pool.acquire_filled(Wait::NoWait).unwrap()));
+                })
+            });
+        }
         let (free, filled) = (array_queue(size), ArrayQueue::new(BUFFERS));
         group.bench_function("crossbeam_array_queue", |b| {
             b.iter(|| {

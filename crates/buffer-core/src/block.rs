@@ -31,6 +31,8 @@ pub(crate) const LAYOUT_VERSION: u32 = 1;
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest category in bytes.
 pub const MAX_CATEGORY_LEN: usize = 31;
+/// `PoolHeader::flags` bit: acquisitions record the time in the slot.
+pub(crate) const FLAG_HOLD_TIMES: u32 = 1;
 /// Most buffers one pool can ever hold.
 pub const MAX_CAPACITY: u32 = 1 << 20;
 
@@ -58,6 +60,8 @@ pub(crate) struct PoolHeader {
     pub(crate) pool_id: u64,
     pub(crate) name_len: u32,
     pub(crate) category_len: u32,
+    /// Option bits, fixed at creation: [`FLAG_HOLD_TIMES`].
+    pub(crate) flags: u32,
     pub(crate) name: [u8; MAX_NAME_LEN + 1],
     pub(crate) category: [u8; MAX_CATEGORY_LEN + 1],
     /// 1 once the pool is closed.
@@ -149,6 +153,7 @@ impl Block {
         pool_id: u64,
         name: &str,
         category: &str,
+        hold_times: bool,
     ) -> Block {
         assert!(region.len() >= layout.len, "region smaller than the layout");
         let view = BlockView {
@@ -168,6 +173,7 @@ impl Block {
         header.name[..name.len()].copy_from_slice(name.as_bytes());
         header.category_len = category.len() as u32;
         header.category[..category.len()].copy_from_slice(category.as_bytes());
+        header.flags = if hold_times { FLAG_HOLD_TIMES } else { 0 };
         header.free_low_water = AtomicU32::new(u32::MAX);
         let view = block.view;
         view.free_queue().init();
@@ -311,6 +317,7 @@ mod tests {
             9,
             "cam0",
             "video",
+            true,
         );
         // SAFETY: `owner` outlives `block`; both live until the end of this test.
         let block = unsafe { owner.view() };
@@ -319,6 +326,7 @@ mod tests {
         assert_eq!(h.capacity, 4);
         assert_eq!(&h.name[..h.name_len as usize], b"cam0");
         assert_eq!(&h.category[..h.category_len as usize], b"video");
+        assert_eq!(h.flags, FLAG_HOLD_TIMES);
         assert_eq!(block.free_queue().len(), 0);
         assert_eq!(block.claim_vacant_slot(), Some((0, 0)));
         assert_eq!(block.claim_vacant_slot(), Some((1, 0)));

@@ -179,7 +179,7 @@ pub enum AcquireError {
 /// use std::time::Duration;
 /// use buffer_core::Holder;
 ///
-/// let holder = Holder { pid: 4711, buffers: 6, longest: Duration::from_secs(12) };
+/// let holder = Holder { pid: 4711, buffers: 6, longest: Some(Duration::from_secs(12)) };
 /// assert_eq!(holder.buffers, 6);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -188,8 +188,9 @@ pub struct Holder {
     pub pid: u32,
     /// How many buffers it holds.
     pub buffers: u32,
-    /// How long it has held the oldest of them.
-    pub longest: Duration,
+    /// How long it has held the oldest of them; `None` if the pool records no hold times
+    /// ([`PoolConfig::with_hold_times`](crate::PoolConfig::with_hold_times)).
+    pub longest: Option<Duration>,
 }
 
 /// Who holds a pool's buffers, most buffers first.
@@ -201,13 +202,10 @@ pub struct Holder {
 /// use buffer_core::{Holder, Holders};
 ///
 /// let holders = Holders(vec![
-///     Holder { pid: 4711, buffers: 6, longest: Duration::from_secs(12) },
-///     Holder { pid: 4800, buffers: 1, longest: Duration::from_millis(40) },
+///     Holder { pid: 4711, buffers: 6, longest: Some(Duration::from_secs(12)) },
+///     Holder { pid: 4800, buffers: 1, longest: None },
 /// ]);
-/// assert_eq!(
-///     holders.to_string(),
-///     "; 6 held by pid 4711 (the oldest for 12.0 s), 1 by pid 4800 (0.0 s)"
-/// );
+/// assert_eq!(holders.to_string(), "; 6 held by pid 4711 (the oldest for 12.0 s), 1 by pid 4800");
 /// assert_eq!(Holders::default().to_string(), "");
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -216,14 +214,19 @@ pub struct Holders(pub Vec<Holder>);
 impl fmt::Display for Holders {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         for (i, holder) in self.0.iter().enumerate() {
-            let (count, pid, secs) = (holder.buffers, holder.pid, holder.longest.as_secs_f64());
+            let (count, pid) = (holder.buffers, holder.pid);
             if i == 0 {
-                write!(
-                    f,
-                    "; {count} held by pid {pid} (the oldest for {secs:.1} s)"
-                )?;
+                write!(f, "; {count} held by pid {pid}")?;
             } else {
-                write!(f, ", {count} by pid {pid} ({secs:.1} s)")?;
+                write!(f, ", {count} by pid {pid}")?;
+            }
+            if let Some(longest) = holder.longest {
+                let secs = longest.as_secs_f64();
+                if i == 0 {
+                    write!(f, " (the oldest for {secs:.1} s)")?;
+                } else {
+                    write!(f, " ({secs:.1} s)")?;
+                }
             }
         }
         Ok(())

@@ -32,7 +32,11 @@ pub const DEFAULT_CAPACITY: u32 = 64;
 /// ```
 /// use buffer_core::PoolConfig;
 ///
-/// let config = PoolConfig::new("decoder").with_category("video").with_capacity(16);
+/// let config = PoolConfig::new("decoder")
+///     .with_category("video")
+///     .with_capacity(16)
+///     .with_hold_times(false);
+/// assert!(!config.hold_times());
 /// assert_eq!(config.capacity(), 16);
 /// assert_eq!(config.category(), "video");
 /// ```
@@ -41,6 +45,7 @@ pub struct PoolConfig {
     name: String,
     category: String,
     capacity: u32,
+    hold_times: bool,
 }
 
 impl PoolConfig {
@@ -50,6 +55,7 @@ impl PoolConfig {
             name: name.into(),
             category: "default".to_owned(),
             capacity: DEFAULT_CAPACITY,
+            hold_times: true,
         }
     }
 
@@ -63,6 +69,20 @@ impl PoolConfig {
     pub fn with_capacity(mut self, capacity: u32) -> PoolConfig {
         self.capacity = capacity;
         self
+    }
+
+    /// Whether acquiring records the time in the buffer's slot (on by default), so that
+    /// [`BufferPool::holders`] and timeout errors can say how long buffers have been held.
+    /// Reading the clock costs a few nanoseconds per acquisition (a vDSO call, no system call);
+    /// pools that hand out millions of small buffers per second can turn it off.
+    pub fn with_hold_times(mut self, hold_times: bool) -> PoolConfig {
+        self.hold_times = hold_times;
+        self
+    }
+
+    /// Whether hold times are recorded.
+    pub fn hold_times(&self) -> bool {
+        self.hold_times
     }
 
     /// The name set.
@@ -135,9 +155,13 @@ fn coarse_now() -> u64 {
     (now.tv_sec as u64) << 32 | now.tv_nsec as u64
 }
 
-/// Converts a [`coarse_now`] value to a duration since the clock's origin.
-fn coarse_to_duration(packed: u64) -> Duration {
-    Duration::new(packed >> 32, packed as u32)
+/// A slot's acquire time when the pool records none.
+const NOT_RECORDED: u64 = 0;
+
+/// Converts a [`coarse_now`] value to a duration since the clock's origin; `None` for
+/// [`NOT_RECORDED`].
+fn coarse_to_duration(packed: u64) -> Option<Duration> {
+    (packed != NOT_RECORDED).then(|| Duration::new(packed >> 32, packed as u32))
 }
 
 /// The state one process keeps beside a block.
@@ -195,6 +219,8 @@ pub struct BufferPool {
     /// This process's id, recorded as the holder of the buffers it acquires (a copy of
     /// `PoolInner::holder`, so that acquiring does not touch `inner`).
     holder: u32,
+    /// Whether acquiring records the time (the block's `HOLD_TIMES` flag, copied).
+    hold_times: bool,
     inner: Arc<PoolInner>,
 }
 
@@ -224,7 +250,14 @@ impl BufferPool {
         let layout = BlockLayout::new(config.capacity);
         let region = Region::private(layout.len)?;
         let id = PoolId::next();
-        let block = Block::init(region, layout, id.as_raw(), &config.name, &config.category);
+        let block = Block::init(
+            region,
+            layout,
+            id.as_raw(),
+            &config.name,
+            &config.category,
+            config.hold_times,
+        );
         let capacity = config.capacity as usize;
         let inner = PoolInner {
             block,
@@ -246,6 +279,7 @@ impl BufferPool {
             pool: BufferPool {
                 block,
                 holder: inner.holder,
+                hold_times: config.hold_times,
                 inner,
             },
         })
@@ -317,7 +351,7 @@ impl BufferPool {
         let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Writing);
-        slot.mark_held(self.holder, coarse_now());
+        slot.mark_held(self.holder, self.hold_time());
         let size = slot.size.load(Ordering::Relaxed);
         // SAFETY: popping `index` from the free queue made this thread the slot's only owner
         // (slot module docs), so nobody else accesses its metadata.
@@ -336,7 +370,7 @@ impl BufferPool {
         let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
         slot.set_state(generation, SlotState::Reading);
-        slot.mark_held(self.holder, coarse_now());
+        slot.mark_held(self.holder, self.hold_time());
         Ok(ReadGuard::new(self, index, generation))
     }
 
@@ -383,7 +417,7 @@ impl BufferPool {
     }
 
     /// Who holds buffers right now: each holder's process id, how many buffers it holds and for
-    /// how long it has held the oldest, most buffers first. Scans the slot table; meant for
+    /// how long it has held the oldest (if the pool records hold times), most buffers first. Scans the slot table; meant for
     /// diagnostics, not for the fast path.
     pub fn holders(&self) -> Holders {
         let now = coarse_to_duration(coarse_now());
@@ -392,7 +426,9 @@ impl BufferPool {
             let slot = self.block.slot(index);
             let Some(pid) = slot.holder() else { continue };
             let held_since = coarse_to_duration(slot.acquired_at.load(Ordering::Relaxed));
-            let held_for = now.saturating_sub(held_since);
+            let held_for = now
+                .zip(held_since)
+                .map(|(now, since)| now.saturating_sub(since));
             match holders.iter_mut().find(|holder| holder.pid == pid) {
                 Some(holder) => {
                     holder.buffers += 1;
@@ -469,6 +505,17 @@ impl BufferPool {
         self.push(Queue::Filled, index);
         self.note_filled_level();
         self.release_if_destroyed();
+    }
+
+    /// The time to record for an acquisition: [`coarse_now`], or 0 ("not recorded") when the
+    /// pool records no hold times.
+    #[inline(always)]
+    fn hold_time(&self) -> u64 {
+        if self.hold_times {
+            coarse_now()
+        } else {
+            NOT_RECORDED
+        }
     }
 
     /// After a buffer went back to a queue: if the pool was destroyed meanwhile, its memory is

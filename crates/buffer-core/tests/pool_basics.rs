@@ -379,3 +379,23 @@ fn destroying_a_pool_with_guards_alive_releases_them_on_drop() {
         "exactly once each"
     );
 }
+
+#[test]
+fn holders_are_named_with_or_without_hold_times() {
+    let me = std::process::id();
+    for hold_times in [true, false] {
+        let config = PoolConfig::new("h").with_hold_times(hold_times);
+        let pool = BufferPool::with_heap_buffers(config, 3, 8).unwrap();
+        let _a = pool.acquire_free(Wait::NoWait).unwrap();
+        let _b = pool.acquire_free(Wait::NoWait).unwrap();
+        let holders = pool.holders().0;
+        assert_eq!(
+            (holders.len(), holders[0].pid, holders[0].buffers),
+            (1, me, 2)
+        );
+        assert_eq!(holders[0].longest.is_some(), hold_times);
+        let text = pool.holders().to_string();
+        assert_eq!(text.contains("the oldest for"), hold_times, "{text}");
+        assert_eq!(pool.stats().acquisitions, 2, "counted either way");
+    }
+}
