@@ -46,6 +46,12 @@ fn plan() -> Vec<Step> {
             fix: "fix the failing tests above (rerun one with `cargo test -p CRATE --test NAME`)",
         },
         Step {
+            title: "loom model check of the lock-free queue".into(),
+            args: vec!["test", "-p", "buffer-core", "--release", "--lib", "--locked", "loom"],
+            env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
+            fix: "a queue interleaving broke an invariant: loom printed the failing schedule above",
+        },
+        Step {
             title: "documentation".into(),
             args: vec!["doc", "--workspace", "--no-deps", "--all-features", "--locked"],
             env: &[("RUSTDOCFLAGS", "-D warnings")],
@@ -67,7 +73,7 @@ fn main() -> ExitCode {
         Some("ci") => ci(),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n\n  ci    formatting, clippy on every feature set, tests, doc tests, docs, packaging"
+                "usage: cargo xtask ci\n\n  ci    formatting, clippy on every feature set, tests, doc tests, loom, docs, packaging"
             );
             ExitCode::from(2)
         }
@@ -76,6 +82,15 @@ fn main() -> ExitCode {
 
 fn ci() -> ExitCode {
     let started = Instant::now();
+    // Every step runs from the workspace root (the parent of this crate), wherever it was started.
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    if let Err(error) = std::env::set_current_dir(&root) {
+        eprintln!(
+            "xtask ci: cannot enter the workspace root {}: {error}",
+            root.display()
+        );
+        return ExitCode::FAILURE;
+    }
     if let Err(message) = ensure_rust_components() {
         eprintln!("xtask ci: {message}");
         return ExitCode::FAILURE;

@@ -49,30 +49,46 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+// Under `--cfg loom` only the concurrency core (the queue) is compiled, for model checking:
+// loom's atomics cannot live in a mapped block.
+#[cfg(not(loom))]
 mod block;
+#[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
 mod guard;
+#[cfg(not(loom))]
 mod ids;
+#[cfg(not(loom))]
 mod memory;
+#[cfg(not(loom))]
 mod meta;
+#[cfg(not(loom))]
 mod pool;
 mod queue;
+#[cfg(not(loom))]
 mod region;
 mod shm_safe;
+#[cfg(not(loom))]
 mod slot;
+mod sync;
+#[cfg(not(loom))]
 mod wait;
 
-pub use block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
-pub use error::{
-    AcquireError, BytesUsedError, Counts, CreatePoolError, Holder, Holders, HostAccessError,
-    InjectError, Queue, RedeemError, RemoveError, SlotStateName,
+#[cfg(not(loom))]
+pub use self::{
+    block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN},
+    error::{
+        AcquireError, BytesUsedError, Counts, CreatePoolError, Holder, Holders, HostAccessError,
+        InjectError, Queue, RedeemError, RemoveError, SlotStateName,
+    },
+    guard::{ReadGuard, WriteGuard},
+    ids::{BufferId, PoolId},
+    memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership},
+    meta::{FrameMeta, MAX_PLANES, PixelFormat, Plane, VideoFormat},
+    pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats},
+    region::{REGION_ALIGN, Region, RegionError},
+    slot::SlotState,
+    wait::Wait,
 };
-pub use guard::{ReadGuard, WriteGuard};
-pub use ids::{BufferId, PoolId};
-pub use memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership};
-pub use meta::{FrameMeta, MAX_PLANES, PixelFormat, Plane, VideoFormat};
-pub use pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats};
-pub use region::{REGION_ALIGN, Region, RegionError};
 pub use shm_safe::ShmSafe;
-pub use slot::SlotState;
-pub use wait::Wait;

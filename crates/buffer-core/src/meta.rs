@@ -2,6 +2,8 @@
 
 use std::fmt;
 
+use crate::ShmSafe;
+
 /// Most planes a [`VideoFormat`] describes (FFmpeg's formats use at most 4).
 pub const MAX_PLANES: usize = 4;
 
@@ -206,3 +208,12 @@ impl FrameMeta {
         self.video.plane_count = 0;
     }
 }
+
+// SAFETY: `#[repr(transparent)]` over `u32`.
+unsafe impl ShmSafe for PixelFormat {}
+// SAFETY: `#[repr(C)]`, fields `u64`, `u32`, `u32`.
+unsafe impl ShmSafe for Plane {}
+// SAFETY: `#[repr(C)]`, fields `PixelFormat`, three `u32` and `[Plane; 4]`, all `ShmSafe`.
+unsafe impl ShmSafe for VideoFormat {}
+// SAFETY: `#[repr(C)]`, fields `i64`, `u64`, `u64` and `VideoFormat`, all `ShmSafe`.
+unsafe impl ShmSafe for FrameMeta {}

@@ -15,9 +15,12 @@
 //! [`QueueRef::push`] still reports fullness instead of overwriting, which a corrupt block could
 //! otherwise cause.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 
-use crate::shm_safe::{CachePadded, ShmSafe};
+use crate::shm_safe::CachePadded;
+#[cfg(not(loom))]
+use crate::shm_safe::ShmSafe;
+use crate::sync::{AtomicU64, spin_loop};
 
 /// The queue's two positions, each on its own cache line.
 #[repr(C)]
@@ -38,8 +41,11 @@ pub(crate) struct QueueCell {
 }
 
 // SAFETY: `#[repr(C)]`, two `CachePadded<AtomicU64>`: integers only, any bit pattern valid.
+// (Not under loom, whose atomics are model objects, not plain integers.)
+#[cfg(not(loom))]
 unsafe impl ShmSafe for QueueCtrl {}
 // SAFETY: `#[repr(C)]`, two `AtomicU64`.
+#[cfg(not(loom))]
 unsafe impl ShmSafe for QueueCell {}
 
 /// A view of one queue in a block. `cells.len()` is a power of two.
@@ -88,10 +94,13 @@ impl<'a> QueueRef<'a> {
     /// Appends `value`; `Err(value)` if every cell is taken.
     ///
     /// The tail CAS is `SeqCst`: a waiter that registers itself and then sees `tail == head` can
-    /// rely on any push it missed to see its registration (see `wait.rs`).
+    /// rely on any push it missed to see its registration (see `wait.rs`). Positions are read
+    /// with `Acquire` (free on x86): a thread that sees another's position also sees the stamps
+    /// and positions that thread wrote before it, without which stale reads could make a queue
+    /// with room look full (found by the loom model below).
     #[inline(always)]
     pub(crate) fn push(&self, value: u32) -> Result<(), u32> {
-        let mut tail = self.ctrl.tail.load(Ordering::Relaxed);
+        let mut tail = self.ctrl.tail.load(Ordering::Acquire);
         loop {
             let cell = self.cell(tail);
             let stamp = cell.stamp.load(Ordering::Acquire);
@@ -100,7 +109,7 @@ impl<'a> QueueRef<'a> {
                     tail,
                     tail.wrapping_add(1),
                     Ordering::SeqCst,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         cell.value.store(u64::from(value), Ordering::Relaxed);
@@ -111,16 +120,16 @@ impl<'a> QueueRef<'a> {
                 }
             } else if stamp.wrapping_add(self.cells.len() as u64) == tail.wrapping_add(1) {
                 // The cell still holds the value pushed one lap ago: full, unless a pop moved on.
-                let head = self.ctrl.head.load(Ordering::Relaxed);
+                let head = self.ctrl.head.load(Ordering::Acquire);
                 if head.wrapping_add(self.cells.len() as u64) == tail {
                     return Err(value);
                 }
-                std::hint::spin_loop();
-                tail = self.ctrl.tail.load(Ordering::Relaxed);
+                spin_loop();
+                tail = self.ctrl.tail.load(Ordering::Acquire);
             } else {
                 // Another push claimed this position; try the current tail.
-                std::hint::spin_loop();
-                tail = self.ctrl.tail.load(Ordering::Relaxed);
+                spin_loop();
+                tail = self.ctrl.tail.load(Ordering::Acquire);
             }
         }
     }
@@ -129,7 +138,7 @@ impl<'a> QueueRef<'a> {
     /// position but not yet published it is not waited for (see [`QueueRef::has_claimed`]).
     #[inline(always)]
     pub(crate) fn pop(&self) -> Option<u32> {
-        let mut head = self.ctrl.head.load(Ordering::Relaxed);
+        let mut head = self.ctrl.head.load(Ordering::Acquire);
         loop {
             let cell = self.cell(head);
             let stamp = cell.stamp.load(Ordering::Acquire);
@@ -138,7 +147,7 @@ impl<'a> QueueRef<'a> {
                     head,
                     head.wrapping_add(1),
                     Ordering::SeqCst,
-                    Ordering::Relaxed,
+                    Ordering::Acquire,
                 ) {
                     Ok(_) => {
                         let value = cell.value.load(Ordering::Relaxed);
@@ -157,14 +166,15 @@ impl<'a> QueueRef<'a> {
                 return None;
             } else {
                 // Another pop took this position; try the current head.
-                std::hint::spin_loop();
-                head = self.ctrl.head.load(Ordering::Relaxed);
+                spin_loop();
+                head = self.ctrl.head.load(Ordering::Acquire);
             }
         }
     }
 
     /// Number of values in the queue, including pushes still publishing. A snapshot: it may be
     /// out of date as soon as it is returned.
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn len(&self) -> u32 {
         loop {
             let tail = self.ctrl.tail.load(Ordering::SeqCst);
@@ -179,6 +189,7 @@ impl<'a> QueueRef<'a> {
 
     /// Whether a push has claimed a position that no pop has taken yet: a value is in the queue
     /// or about to be. Waiters check this after registering, before they sleep.
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn has_claimed(&self) -> bool {
         let head = self.ctrl.head.load(Ordering::SeqCst);
         let tail = self.ctrl.tail.load(Ordering::SeqCst);
@@ -187,18 +198,133 @@ impl<'a> QueueRef<'a> {
 
     /// The tail position, for the filled-queue high-water mark.
     #[inline]
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn tail_position(&self) -> u64 {
         self.ctrl.tail.load(Ordering::Relaxed)
     }
 
     /// The head position, for the free-queue low-water mark.
     #[inline]
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn head_position(&self) -> u64 {
         self.ctrl.head.load(Ordering::Relaxed)
     }
 }
 
-#[cfg(test)]
+/// Model checks: every interleaving of a few threads (loom), for the properties the pool relies
+/// on: no value lost, none duplicated, FIFO per producer.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use loom::sync::Arc;
+    use loom::thread;
+
+    struct OwnedQueue {
+        ctrl: QueueCtrl,
+        cells: Vec<QueueCell>,
+    }
+
+    fn queue_with(capacity: u32, values: &[u32]) -> Arc<OwnedQueue> {
+        let q = OwnedQueue {
+            ctrl: QueueCtrl::default(),
+            cells: (0..cells_for(capacity))
+                .map(|_| QueueCell::default())
+                .collect(),
+        };
+        let queue = QueueRef::new(&q.ctrl, &q.cells);
+        queue.init();
+        for &v in values {
+            queue.push(v).unwrap();
+        }
+        Arc::new(q)
+    }
+
+    fn drain(q: &OwnedQueue) -> Vec<u32> {
+        let queue = QueueRef::new(&q.ctrl, &q.cells);
+        std::iter::from_fn(|| queue.pop()).collect()
+    }
+
+    #[test]
+    fn loom_concurrent_pushes_both_land() {
+        loom::model(|| {
+            let q = queue_with(2, &[]);
+            let handles: Vec<_> = [1, 2]
+                .into_iter()
+                .map(|v| {
+                    let q = Arc::clone(&q);
+                    thread::spawn(move || QueueRef::new(&q.ctrl, &q.cells).push(v).unwrap())
+                })
+                .collect();
+            handles.into_iter().for_each(|h| h.join().unwrap());
+            let mut got = drain(&q);
+            got.sort_unstable();
+            assert_eq!(got, vec![1, 2]);
+        });
+    }
+
+    #[test]
+    fn loom_concurrent_pops_take_each_value_once() {
+        loom::model(|| {
+            let q = queue_with(2, &[7, 8]);
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = Arc::clone(&q);
+                    thread::spawn(move || QueueRef::new(&q.ctrl, &q.cells).pop())
+                })
+                .collect();
+            let mut got: Vec<u32> = handles
+                .into_iter()
+                .filter_map(|h| h.join().unwrap())
+                .collect();
+            got.extend(drain(&q));
+            got.sort_unstable();
+            assert_eq!(got, vec![7, 8]);
+        });
+    }
+
+    #[test]
+    fn loom_pop_racing_a_push_loses_nothing() {
+        loom::model(|| {
+            let q = queue_with(2, &[]);
+            let pusher = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || QueueRef::new(&q.ctrl, &q.cells).push(5).unwrap())
+            };
+            let popped = QueueRef::new(&q.ctrl, &q.cells).pop();
+            pusher.join().unwrap();
+            let rest = drain(&q);
+            match popped {
+                Some(v) => assert_eq!((v, rest.len()), (5, 0)),
+                None => assert_eq!(rest, vec![5]),
+            }
+        });
+    }
+
+    #[test]
+    fn loom_tokens_circulating_stay_unique() {
+        loom::model(|| {
+            // Two threads each move one token from the front to the back, as acquire/release do.
+            let q = queue_with(2, &[1, 2]);
+            let handles: Vec<_> = (0..2)
+                .map(|_| {
+                    let q = Arc::clone(&q);
+                    thread::spawn(move || {
+                        let queue = QueueRef::new(&q.ctrl, &q.cells);
+                        if let Some(token) = queue.pop() {
+                            queue.push(token).unwrap();
+                        }
+                    })
+                })
+                .collect();
+            handles.into_iter().for_each(|h| h.join().unwrap());
+            let mut got = drain(&q);
+            got.sort_unstable();
+            assert_eq!(got, vec![1, 2]);
+        });
+    }
+}
+
+#[cfg(all(test, not(loom)))]
 mod tests {
     use super::*;
     use std::collections::HashSet;

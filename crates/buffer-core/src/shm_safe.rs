@@ -42,14 +42,6 @@ unsafe impl ShmSafe for AtomicU32 {}
 unsafe impl ShmSafe for AtomicU64 {}
 // SAFETY: an array of `ShmSafe` values is laid out without gaps and inherits their properties.
 unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
-// SAFETY: `#[repr(transparent)]` over `u32`.
-unsafe impl ShmSafe for crate::PixelFormat {}
-// SAFETY: `#[repr(C)]`, fields `u64`, `u32`, `u32`.
-unsafe impl ShmSafe for crate::Plane {}
-// SAFETY: `#[repr(C)]`, fields `PixelFormat`, three `u32` and `[Plane; 4]`, all `ShmSafe`.
-unsafe impl ShmSafe for crate::VideoFormat {}
-// SAFETY: `#[repr(C)]`, fields `i64`, `u64`, `u64` and `VideoFormat`, all `ShmSafe`.
-unsafe impl ShmSafe for crate::FrameMeta {}
 
 /// Aligns a value to its own 128-byte block, so that two hot words written by different threads
 /// never share a cache line (128 rather than 64 because x86 prefetches lines in pairs).
