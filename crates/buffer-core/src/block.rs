@@ -22,6 +22,7 @@ use crate::queue::{QueueCell, QueueCtrl, QueueRef, cells_for};
 use crate::region::{REGION_ALIGN, Region};
 use crate::shm_safe::{CachePadded, ShmSafe};
 use crate::slot::{Slot, SlotState, pack};
+use crate::wait::WaitWord;
 
 /// `b"BUFPOOL1"`: marks an initialised block.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"BUFPOOL1");
@@ -35,19 +36,6 @@ pub const MAX_CATEGORY_LEN: usize = 31;
 pub(crate) const FLAG_HOLD_TIMES: u32 = 1;
 /// Most buffers one pool can ever hold.
 pub const MAX_CAPACITY: u32 = 1 << 20;
-
-/// A futex word and the number of threads (in any process) about to sleep on it.
-#[repr(C)]
-#[derive(Default)]
-pub(crate) struct WaitWord {
-    /// Bumped by every wake-up; sleepers wait for it to change.
-    pub(crate) seq: AtomicU32,
-    /// Threads registered as waiting; wakers skip the system call while it is 0.
-    pub(crate) waiters: AtomicU32,
-}
-
-// SAFETY: `#[repr(C)]`, two `AtomicU32`.
-unsafe impl ShmSafe for WaitWord {}
 
 /// The block's first structure: identity (written once, before `magic`), then live state.
 #[repr(C)]

@@ -49,7 +49,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
-// Under `--cfg loom` only the concurrency core (the queue) is compiled, for model checking:
+// Under `--cfg loom` only the concurrency core (queue and waiting) is compiled, for model checking:
 // loom's atomics cannot live in a mapped block.
 #[cfg(not(loom))]
 mod block;
@@ -72,7 +72,6 @@ mod shm_safe;
 #[cfg(not(loom))]
 mod slot;
 mod sync;
-#[cfg(not(loom))]
 mod wait;
 
 #[cfg(not(loom))]

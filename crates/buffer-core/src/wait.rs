@@ -18,10 +18,24 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use rustix::thread::futex;
-
-use crate::block::WaitWord;
 use crate::queue::QueueRef;
+#[cfg(not(loom))]
+use crate::shm_safe::ShmSafe;
+use crate::sync::{AtomicU32, futex_wait, futex_wake, seqcst_order_for_loom, spin_loop, yield_now};
+
+/// A futex word and the number of threads (in any process) about to sleep on it.
+#[repr(C)]
+#[derive(Default)]
+pub(crate) struct WaitWord {
+    /// Bumped by every wake-up; sleepers wait for it to change.
+    pub(crate) seq: AtomicU32,
+    /// Threads registered as waiting; wakers skip the system call while it is 0.
+    pub(crate) waiters: AtomicU32,
+}
+
+// SAFETY: `#[repr(C)]`, two `AtomicU32`. (Not under loom, whose atomics are model objects.)
+#[cfg(not(loom))]
+unsafe impl ShmSafe for WaitWord {}
 
 /// How long to wait for a buffer.
 ///
@@ -48,8 +62,11 @@ pub enum Wait {
 /// pause instructions each (1 + 2 + ... + 64, a few microseconds in all: a buffer handed over by
 /// another core usually arrives within that), the rounds up to `YIELD_LIMIT` give the core away
 /// with `sched_yield`, and only then does the waiter register and sleep on the futex.
-const SPIN_LIMIT: u32 = 7;
-const YIELD_LIMIT: u32 = 11;
+///
+/// Under loom there is no backoff: a yielding thread is not rescheduled until the others block,
+/// so backing off would hide the interleavings where the waiter sleeps before the wake-up.
+const SPIN_LIMIT: u32 = if cfg!(loom) { 0 } else { 7 };
+const YIELD_LIMIT: u32 = if cfg!(loom) { 0 } else { 11 };
 
 /// Why a wait ended without a value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,10 +100,10 @@ pub(crate) fn pop_waiting(
     for round in 0..YIELD_LIMIT {
         if round < SPIN_LIMIT {
             for _ in 0..1u32 << round {
-                std::hint::spin_loop();
+                spin_loop();
             }
         } else {
-            std::thread::yield_now();
+            yield_now();
         }
         if let Some(value) = queue.pop() {
             return Ok(value);
@@ -96,6 +113,7 @@ pub(crate) fn pop_waiting(
         }
     }
     word.waiters.fetch_add(1, Ordering::SeqCst);
+    seqcst_order_for_loom();
     let result = sleep_until_popped(queue, word, deadline, is_closed);
     word.waiters.fetch_sub(1, Ordering::SeqCst);
     result
@@ -117,7 +135,7 @@ fn sleep_until_popped(
         }
         if queue.has_claimed() {
             // A push is publishing its value right now; it will be poppable in a moment.
-            std::thread::yield_now();
+            yield_now();
             continue;
         }
         let timeout = match deadline {
@@ -127,29 +145,89 @@ fn sleep_until_popped(
                 _ => return Err(WaitFailure::TimedOut),
             },
         };
-        let timespec = timeout.map(|left| rustix::thread::futex::Timespec {
-            tv_sec: left.as_secs().try_into().unwrap_or(i64::MAX),
-            tv_nsec: left.subsec_nanos().into(),
-        });
-        // EAGAIN (seq moved on), EINTR and ETIMEDOUT all mean "look again"; the loop re-checks
-        // the queue, the pool and the deadline.
-        let _ = futex::wait(&word.seq, futex::Flags::empty(), seq, timespec.as_ref());
+        futex_wait(&word.seq, seq, timeout);
     }
 }
 
 /// Wakes one waiter of `word`, if any is registered. Costs one load when nobody waits.
 #[inline(always)]
 pub(crate) fn wake_one(word: &WaitWord) {
+    seqcst_order_for_loom();
     if word.waiters.load(Ordering::SeqCst) != 0 {
         word.seq.fetch_add(1, Ordering::SeqCst);
-        // A failure (only EFAULT, impossible for a valid reference) could not be acted on.
-        let _ = futex::wake(&word.seq, futex::Flags::empty(), 1);
+        futex_wake(&word.seq, 1);
     }
 }
 
 /// Wakes every waiter of `word` (used by `close`).
 pub(crate) fn wake_all(word: &WaitWord) {
     word.seq.fetch_add(1, Ordering::SeqCst);
-    // The kernel reads the count as an `int`: `i32::MAX` means "all" (`u32::MAX` would be -1).
-    let _ = futex::wake(&word.seq, futex::Flags::empty(), i32::MAX as u32);
+    futex_wake(&word.seq, u32::MAX);
+}
+
+/// Model checks of the sleep/wake protocol: under loom the futex never wakes spuriously, so a
+/// lost wake-up leaves the waiter blocked for good and fails the model.
+#[cfg(all(test, loom))]
+mod loom_tests {
+    use super::*;
+    use crate::queue::{QueueCell, QueueCtrl, cells_for};
+    use loom::sync::Arc;
+    use loom::sync::atomic::AtomicBool;
+    use loom::thread;
+
+    #[derive(Default)]
+    struct Fixture {
+        ctrl: QueueCtrl,
+        cells: Vec<QueueCell>,
+        word: WaitWord,
+        closed: AtomicBool,
+    }
+
+    impl Fixture {
+        fn new() -> Arc<Fixture> {
+            let fixture = Fixture {
+                cells: (0..cells_for(2)).map(|_| QueueCell::default()).collect(),
+                ..Fixture::default()
+            };
+            fixture.queue().init();
+            Arc::new(fixture)
+        }
+
+        fn queue(&self) -> QueueRef<'_> {
+            QueueRef::new(&self.ctrl, &self.cells)
+        }
+
+        fn wait(&self) -> Result<u32, WaitFailure> {
+            let closed = || self.closed.load(Ordering::SeqCst);
+            pop_waiting(self.queue(), &self.word, Wait::Forever, closed, || {})
+        }
+    }
+
+    #[test]
+    fn loom_a_push_wakes_a_waiter() {
+        loom::model(|| {
+            let fixture = Fixture::new();
+            let waiter = {
+                let fixture = Arc::clone(&fixture);
+                thread::spawn(move || fixture.wait())
+            };
+            fixture.queue().push(3).unwrap();
+            wake_one(&fixture.word);
+            assert_eq!(waiter.join().unwrap(), Ok(3));
+        });
+    }
+
+    #[test]
+    fn loom_close_wakes_a_waiter() {
+        loom::model(|| {
+            let fixture = Fixture::new();
+            let waiter = {
+                let fixture = Arc::clone(&fixture);
+                thread::spawn(move || fixture.wait())
+            };
+            fixture.closed.store(true, Ordering::SeqCst);
+            wake_all(&fixture.word);
+            assert_eq!(waiter.join().unwrap(), Err(WaitFailure::Closed));
+        });
+    }
 }
