@@ -46,10 +46,10 @@ fn plan() -> Vec<Step> {
             fix: "fix the failing tests above (rerun one with `cargo test -p CRATE --test NAME`)",
         },
         Step {
-            title: "loom model check of the lock-free queue".into(),
+            title: "loom model check of the queue and the wake-up protocol".into(),
             args: vec!["test", "-p", "buffer-core", "--release", "--lib", "--locked", "loom"],
             env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
-            fix: "a queue interleaving broke an invariant: loom printed the failing schedule above",
+            fix: "an interleaving broke an invariant of the queue or the wake-up protocol: loom printed the failing schedule above",
         },
         Step {
             title: "documentation".into(),
