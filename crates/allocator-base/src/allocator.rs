@@ -130,24 +130,14 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         count: u32,
         size: usize,
     ) -> Result<PoolId, AllocatePoolError> {
-        let name = || config.name().to_owned();
-        if count > config.capacity() {
-            return Err(buffer_core::CreatePoolError::TooManyBuffers {
-                count,
-                capacity: config.capacity(),
-            }
-            .into());
-        }
-        if size == 0 {
-            return Err(buffer_core::CreatePoolError::ZeroSize.into());
-        }
-        let owner = BufferPool::create(config.clone())?;
+        config.check_initial_buffers(count, size)?;
+        let owner = BufferPool::create(config)?;
         for index in 0..count {
             let memory = self
                 .create_memory(size)
                 .map_err(|source| AllocatePoolError::Backend {
                     backend: self.backend.name(),
-                    name: name(),
+                    name: owner.name().to_owned(),
                     index,
                     count,
                     size,

@@ -18,6 +18,7 @@ use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
+use crate::Queue;
 use crate::queue::{QueueCell, QueueCtrl, QueueRef, cells_for};
 use crate::region::{REGION_ALIGN, Region};
 use crate::shm_safe::{CachePadded, ShmSafe};
@@ -256,6 +257,20 @@ impl BlockView {
     #[inline(always)]
     pub(crate) fn filled_queue(&self) -> QueueRef<'_> {
         self.queue_at(self.layout.filled_queue)
+    }
+
+    /// A queue and the wait word of its waiters.
+    #[inline(always)]
+    pub(crate) fn queue(&self, queue: Queue) -> (QueueRef<'_>, &WaitWord) {
+        match queue {
+            Queue::Free => (self.free_queue(), &self.header().free_wait),
+            Queue::Filled => (self.filled_queue(), &self.header().filled_wait),
+        }
+    }
+
+    /// Whether acquisitions record hold times ([`FLAG_HOLD_TIMES`], fixed at creation).
+    pub(crate) fn hold_times(&self) -> bool {
+        self.header().flags & FLAG_HOLD_TIMES != 0
     }
 
     /// Finds a vacant slot and claims it for an injection; `None` if every slot is taken.

@@ -270,20 +270,24 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
+impl Held<'_> {
+    /// Both guards' `Debug`: the guard's name, the id and the size.
+    fn fmt_as(&self, guard: &str, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct(guard)
+            .field("id", &self.id())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
 impl fmt::Debug for WriteGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("WriteGuard")
-            .field("id", &self.id())
-            .field("len", &self.held.len())
-            .finish()
+        self.held.fmt_as("WriteGuard", f)
     }
 }
 
 impl fmt::Debug for ReadGuard<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ReadGuard")
-            .field("id", &self.id())
-            .field("len", &self.held.len())
-            .finish()
+        self.held.fmt_as("ReadGuard", f)
     }
 }

@@ -100,6 +100,32 @@ impl PoolConfig {
         self.capacity
     }
 
+    /// Checks that a pool of this configuration can start with `count` buffers of `size`
+    /// bytes: at most the capacity, at least 1 byte each.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{CreatePoolError, PoolConfig};
+    ///
+    /// let config = PoolConfig::new("p").with_capacity(2);
+    /// assert!(config.check_initial_buffers(2, 64).is_ok());
+    /// assert_eq!(config.check_initial_buffers(3, 64), Err(CreatePoolError::TooManyBuffers { count: 3, capacity: 2 }));
+    /// assert_eq!(config.check_initial_buffers(1, 0), Err(CreatePoolError::ZeroSize));
+    /// ```
+    pub fn check_initial_buffers(&self, count: u32, size: usize) -> Result<(), CreatePoolError> {
+        if count > self.capacity {
+            return Err(CreatePoolError::TooManyBuffers {
+                count,
+                capacity: self.capacity,
+            });
+        }
+        if size == 0 {
+            return Err(CreatePoolError::ZeroSize);
+        }
+        Ok(())
+    }
+
     fn validate(&self) -> Result<(), CreatePoolError> {
         if self.capacity == 0 || self.capacity > MAX_CAPACITY {
             return Err(CreatePoolError::Capacity {
@@ -170,8 +196,6 @@ pub(crate) struct PoolInner {
     id: PoolId,
     name: Arc<str>,
     category: Arc<str>,
-    /// This process's id, recorded as the holder of the buffers it acquires.
-    holder: u32,
     /// Each slot's memory address in this process (null while vacant).
     addrs: Box<[AtomicPtr<u8>]>,
     /// Each slot's memory owner, dropped when the buffer leaves the pool. Touched only when
@@ -216,10 +240,10 @@ pub struct BufferPool {
     /// The block's view, kept here (not behind the `Arc`) so that the fast path reaches the
     /// block with one load less. Valid as long as `inner`, which owns the block, is alive.
     block: BlockView,
-    /// This process's id, recorded as the holder of the buffers it acquires (a copy of
-    /// `PoolInner::holder`, so that acquiring does not touch `inner`).
+    /// This process's id, recorded as the holder of the buffers it acquires.
     holder: u32,
-    /// Whether acquiring records the time (the block's `HOLD_TIMES` flag, copied).
+    /// Whether acquiring records the time (the block's `FLAG_HOLD_TIMES`, copied so that the
+    /// fast path does not read the header for it).
     hold_times: bool,
     inner: Arc<PoolInner>,
 }
@@ -264,7 +288,6 @@ impl BufferPool {
             id,
             name: config.name.into(),
             category: config.category.into(),
-            holder: std::process::id(),
             addrs: (0..capacity)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
@@ -278,8 +301,8 @@ impl BufferPool {
         Ok(PoolOwner {
             pool: BufferPool {
                 block,
-                holder: inner.holder,
-                hold_times: config.hold_times,
+                holder: std::process::id(),
+                hold_times: block.hold_times(),
                 inner,
             },
         })
@@ -298,15 +321,7 @@ impl BufferPool {
         #[repr(C, align(64))]
         struct Line([u8; 64]);
 
-        if count > config.capacity {
-            return Err(CreatePoolError::TooManyBuffers {
-                count,
-                capacity: config.capacity,
-            });
-        }
-        if size == 0 {
-            return Err(CreatePoolError::ZeroSize);
-        }
+        config.check_initial_buffers(count, size)?;
         let owner = BufferPool::create(config)?;
         for _ in 0..count {
             let mut storage = vec![Line([0; 64]); size.div_ceil(64)].into_boxed_slice();
@@ -347,11 +362,8 @@ impl BufferPool {
     /// Takes a buffer from the free queue, waiting as `wait` says, for a producer to fill.
     #[inline(always)]
     pub fn acquire_free(&self, wait: Wait) -> Result<WriteGuard<'_>, AcquireError> {
-        let index = self.pop(Queue::Free, wait)?;
+        let (index, generation) = self.take(Queue::Free, wait, SlotState::Writing)?;
         let slot = self.block.slot(index);
-        let (generation, _) = unpack(slot.state_word());
-        slot.set_state(generation, SlotState::Writing);
-        slot.mark_held(self.holder, self.hold_time());
         let size = slot.size.load(Ordering::Relaxed);
         // SAFETY: popping `index` from the free queue made this thread the slot's only owner
         // (slot module docs), so nobody else accesses its metadata.
@@ -366,12 +378,20 @@ impl BufferPool {
     /// once the filled queue is empty.
     #[inline(always)]
     pub fn acquire_filled(&self, wait: Wait) -> Result<ReadGuard<'_>, AcquireError> {
-        let index = self.pop(Queue::Filled, wait)?;
+        let (index, generation) = self.take(Queue::Filled, wait, SlotState::Reading)?;
+        Ok(ReadGuard::new(self, index, generation))
+    }
+
+    /// Takes a buffer off `queue` and marks it held by this process in `state`; returns its slot
+    /// and generation.
+    #[inline(always)]
+    fn take(&self, queue: Queue, wait: Wait, state: SlotState) -> Result<(u32, u32), AcquireError> {
+        let index = self.pop(queue, wait)?;
         let slot = self.block.slot(index);
         let (generation, _) = unpack(slot.state_word());
-        slot.set_state(generation, SlotState::Reading);
+        slot.set_state(generation, state);
         slot.mark_held(self.holder, self.hold_time());
-        Ok(ReadGuard::new(self, index, generation))
+        Ok((index, generation))
     }
 
     /// Turns an id made by [`WriteGuard::into_id`] back into the write guard, exactly once.
@@ -536,11 +556,7 @@ impl BufferPool {
 
     #[inline(always)]
     fn push(&self, queue: Queue, index: u32) {
-        let block = &self.block;
-        let (ring, word) = match queue {
-            Queue::Free => (block.free_queue(), &block.header().free_wait),
-            Queue::Filled => (block.filled_queue(), &block.header().filled_wait),
-        };
+        let (ring, word) = self.block.queue(queue);
         // The queues have a cell for every slot and a slot is queued at most once, so a push
         // cannot find its queue full.
         ring.push(index)
@@ -552,11 +568,7 @@ impl BufferPool {
     /// one load of the closed flag); waiting and errors are in [`BufferPool::pop_slow`].
     #[inline(always)]
     fn pop(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
-        let block = &self.block;
-        let ring = match queue {
-            Queue::Free => block.free_queue(),
-            Queue::Filled => block.filled_queue(),
-        };
+        let (ring, _) = self.block.queue(queue);
         // A closed pool hands out no free buffers (producers stop) but still its filled ones
         // (consumers drain what was submitted).
         if (queue == Queue::Filled || !self.is_closed())
@@ -570,12 +582,8 @@ impl BufferPool {
     #[cold]
     #[inline(never)]
     fn pop_slow(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
-        let block = &self.block;
-        let header = block.header();
-        let (ring, word) = match queue {
-            Queue::Free => (block.free_queue(), &header.free_wait),
-            Queue::Filled => (block.filled_queue(), &header.filled_wait),
-        };
+        let header = self.block.header();
+        let (ring, word) = self.block.queue(queue);
         if queue == Queue::Free && self.is_closed() {
             return Err(AcquireError::Closed {
                 pool: self.inner.name.clone(),
@@ -616,12 +624,11 @@ impl BufferPool {
         })
     }
 
-    /// Updates the free queue's low-water mark after an acquisition: two loads, and a write only
-    /// when a new low is reached.
+    /// Updates the free queue's low-water mark after an acquisition: a few loads, and a write
+    /// only when a new low is reached.
     #[inline(always)]
     fn note_free_level(&self) {
-        let queue = self.block.free_queue();
-        let left = queue.tail_position().saturating_sub(queue.head_position()) as u32;
+        let left = self.block.free_queue().len();
         let low = &self.block.header().free_low_water;
         if left < low.load(Ordering::Relaxed) {
             low.fetch_min(left, Ordering::Relaxed);
@@ -631,8 +638,7 @@ impl BufferPool {
     /// Updates the filled queue's high-water mark after a submission.
     #[inline(always)]
     fn note_filled_level(&self) {
-        let queue = self.block.filled_queue();
-        let depth = queue.tail_position().saturating_sub(queue.head_position()) as u32;
+        let depth = self.block.filled_queue().len();
         let high = &self.block.header().filled_high_water;
         if depth > high.load(Ordering::Relaxed) {
             high.fetch_max(depth, Ordering::Relaxed);

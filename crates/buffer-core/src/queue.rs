@@ -173,18 +173,15 @@ impl<'a> QueueRef<'a> {
     }
 
     /// Number of values in the queue, including pushes still publishing. A snapshot: it may be
-    /// out of date as soon as it is returned.
+    /// out of date as soon as it is returned. Two loads: `head` first, then `tail`, so that
+    /// `tail >= head` (both only grow, and `head <= tail` at every moment); more than a lap of
+    /// operations between the loads is clamped to the queue's size.
+    #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn len(&self) -> u32 {
-        loop {
-            let tail = self.ctrl.tail.load(Ordering::SeqCst);
-            let head = self.ctrl.head.load(Ordering::SeqCst);
-            // Re-read tail so that head and tail belong to the same moment.
-            if self.ctrl.tail.load(Ordering::SeqCst) == tail {
-                let len = tail.wrapping_sub(head).min(self.cells.len() as u64);
-                return len as u32;
-            }
-        }
+        let head = self.ctrl.head.load(Ordering::Acquire);
+        let tail = self.ctrl.tail.load(Ordering::Acquire);
+        tail.wrapping_sub(head).min(self.cells.len() as u64) as u32
     }
 
     /// Whether a push has claimed a position that no pop has taken yet: a value is in the queue
@@ -195,19 +192,40 @@ impl<'a> QueueRef<'a> {
         let tail = self.ctrl.tail.load(Ordering::SeqCst);
         tail != head
     }
+}
 
-    /// The tail position, for the filled-queue high-water mark.
-    #[inline]
-    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
-    pub(crate) fn tail_position(&self) -> u64 {
-        self.ctrl.tail.load(Ordering::Relaxed)
+/// A queue with its own storage, for the unit tests and the loom models of this crate.
+#[cfg(test)]
+pub(crate) struct TestQueue {
+    ctrl: QueueCtrl,
+    cells: Vec<QueueCell>,
+}
+
+#[cfg(test)]
+impl TestQueue {
+    /// An initialised queue for `capacity` values holding `values`.
+    pub(crate) fn new(capacity: u32, values: &[u32]) -> TestQueue {
+        let test_queue = TestQueue {
+            ctrl: QueueCtrl::default(),
+            cells: (0..cells_for(capacity))
+                .map(|_| QueueCell::default())
+                .collect(),
+        };
+        test_queue.queue().init();
+        for &value in values {
+            test_queue.queue().push(value).unwrap();
+        }
+        test_queue
     }
 
-    /// The head position, for the free-queue low-water mark.
-    #[inline]
-    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
-    pub(crate) fn head_position(&self) -> u64 {
-        self.ctrl.head.load(Ordering::Relaxed)
+    /// The queue.
+    pub(crate) fn queue(&self) -> QueueRef<'_> {
+        QueueRef::new(&self.ctrl, &self.cells)
+    }
+
+    /// Pops every value, oldest first.
+    pub(crate) fn drain(&self) -> Vec<u32> {
+        std::iter::from_fn(|| self.queue().pop()).collect()
     }
 }
 
@@ -219,44 +237,19 @@ mod loom_tests {
     use loom::sync::Arc;
     use loom::thread;
 
-    struct OwnedQueue {
-        ctrl: QueueCtrl,
-        cells: Vec<QueueCell>,
-    }
-
-    fn queue_with(capacity: u32, values: &[u32]) -> Arc<OwnedQueue> {
-        let q = OwnedQueue {
-            ctrl: QueueCtrl::default(),
-            cells: (0..cells_for(capacity))
-                .map(|_| QueueCell::default())
-                .collect(),
-        };
-        let queue = QueueRef::new(&q.ctrl, &q.cells);
-        queue.init();
-        for &v in values {
-            queue.push(v).unwrap();
-        }
-        Arc::new(q)
-    }
-
-    fn drain(q: &OwnedQueue) -> Vec<u32> {
-        let queue = QueueRef::new(&q.ctrl, &q.cells);
-        std::iter::from_fn(|| queue.pop()).collect()
-    }
-
     #[test]
     fn loom_concurrent_pushes_both_land() {
         loom::model(|| {
-            let q = queue_with(2, &[]);
+            let q = Arc::new(TestQueue::new(2, &[]));
             let handles: Vec<_> = [1, 2]
                 .into_iter()
                 .map(|v| {
                     let q = Arc::clone(&q);
-                    thread::spawn(move || QueueRef::new(&q.ctrl, &q.cells).push(v).unwrap())
+                    thread::spawn(move || q.queue().push(v).unwrap())
                 })
                 .collect();
             handles.into_iter().for_each(|h| h.join().unwrap());
-            let mut got = drain(&q);
+            let mut got = q.drain();
             got.sort_unstable();
             assert_eq!(got, vec![1, 2]);
         });
@@ -265,18 +258,18 @@ mod loom_tests {
     #[test]
     fn loom_concurrent_pops_take_each_value_once() {
         loom::model(|| {
-            let q = queue_with(2, &[7, 8]);
+            let q = Arc::new(TestQueue::new(2, &[7, 8]));
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let q = Arc::clone(&q);
-                    thread::spawn(move || QueueRef::new(&q.ctrl, &q.cells).pop())
+                    thread::spawn(move || q.queue().pop())
                 })
                 .collect();
             let mut got: Vec<u32> = handles
                 .into_iter()
                 .filter_map(|h| h.join().unwrap())
                 .collect();
-            got.extend(drain(&q));
+            got.extend(q.drain());
             got.sort_unstable();
             assert_eq!(got, vec![7, 8]);
         });
@@ -285,14 +278,14 @@ mod loom_tests {
     #[test]
     fn loom_pop_racing_a_push_loses_nothing() {
         loom::model(|| {
-            let q = queue_with(2, &[]);
+            let q = Arc::new(TestQueue::new(2, &[]));
             let pusher = {
                 let q = Arc::clone(&q);
-                thread::spawn(move || QueueRef::new(&q.ctrl, &q.cells).push(5).unwrap())
+                thread::spawn(move || q.queue().push(5).unwrap())
             };
-            let popped = QueueRef::new(&q.ctrl, &q.cells).pop();
+            let popped = q.queue().pop();
             pusher.join().unwrap();
-            let rest = drain(&q);
+            let rest = q.drain();
             match popped {
                 Some(v) => assert_eq!((v, rest.len()), (5, 0)),
                 None => assert_eq!(rest, vec![5]),
@@ -304,12 +297,12 @@ mod loom_tests {
     fn loom_tokens_circulating_stay_unique() {
         loom::model(|| {
             // Two threads each move one token from the front to the back, as acquire/release do.
-            let q = queue_with(2, &[1, 2]);
+            let q = Arc::new(TestQueue::new(2, &[1, 2]));
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let q = Arc::clone(&q);
                     thread::spawn(move || {
-                        let queue = QueueRef::new(&q.ctrl, &q.cells);
+                        let queue = q.queue();
                         if let Some(token) = queue.pop() {
                             queue.push(token).unwrap();
                         }
@@ -317,7 +310,7 @@ mod loom_tests {
                 })
                 .collect();
             handles.into_iter().for_each(|h| h.join().unwrap());
-            let mut got = drain(&q);
+            let mut got = q.drain();
             got.sort_unstable();
             assert_eq!(got, vec![1, 2]);
         });
@@ -330,30 +323,9 @@ mod tests {
     use std::collections::HashSet;
     use std::sync::Arc;
 
-    struct OwnedQueue {
-        ctrl: QueueCtrl,
-        cells: Vec<QueueCell>,
-    }
-
-    impl OwnedQueue {
-        fn new(capacity: u32) -> OwnedQueue {
-            let q = OwnedQueue {
-                ctrl: QueueCtrl::default(),
-                cells: (0..cells_for(capacity))
-                    .map(|_| QueueCell::default())
-                    .collect(),
-            };
-            q.queue().init();
-            q
-        }
-        fn queue(&self) -> QueueRef<'_> {
-            QueueRef::new(&self.ctrl, &self.cells)
-        }
-    }
-
     #[test]
     fn single_slot_queue_alternates() {
-        let q = OwnedQueue::new(1);
+        let q = TestQueue::new(1, &[]);
         let q = q.queue();
         for v in 0..10 {
             q.push(v).unwrap();
@@ -364,7 +336,7 @@ mod tests {
 
     #[test]
     fn fifo_order_and_bounds() {
-        let q = OwnedQueue::new(4);
+        let q = TestQueue::new(4, &[]);
         let q = q.queue();
         assert_eq!(q.pop(), None);
         for v in 10..14 {
@@ -381,7 +353,7 @@ mod tests {
 
     #[test]
     fn wraps_around_many_laps() {
-        let q = OwnedQueue::new(3);
+        let q = TestQueue::new(3, &[]);
         let q = q.queue();
         for lap in 0..1000u32 {
             q.push(lap).unwrap();
@@ -404,10 +376,8 @@ mod tests {
     fn concurrent_tokens_are_neither_lost_nor_duplicated() {
         const TOKENS: u32 = 64;
         const ROUNDS: usize = if cfg!(miri) { 20 } else { 20_000 };
-        let q = Arc::new(OwnedQueue::new(TOKENS));
-        for t in 0..TOKENS {
-            q.queue().push(t).unwrap();
-        }
+        let tokens: Vec<u32> = (0..TOKENS).collect();
+        let q = Arc::new(TestQueue::new(TOKENS, &tokens));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let q = Arc::clone(&q);
@@ -424,7 +394,7 @@ mod tests {
             t.join().unwrap();
         }
         let mut seen = HashSet::new();
-        while let Some(t) = q.queue().pop() {
+        for t in q.drain() {
             assert!(seen.insert(t), "token {t} popped twice");
         }
         assert_eq!(seen.len(), TOKENS as usize);

@@ -49,6 +49,7 @@ unsafe impl ShmSafe for WaitWord {}
 /// assert_eq!(modes.len(), 3);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(loom, allow(dead_code))] // the pool, which loom builds leave out, uses every variant
 pub enum Wait {
     /// Return at once if no buffer is ready.
     NoWait,
@@ -170,36 +171,34 @@ pub(crate) fn wake_all(word: &WaitWord) {
 #[cfg(all(test, loom))]
 mod loom_tests {
     use super::*;
-    use crate::queue::{QueueCell, QueueCtrl, cells_for};
+    use crate::queue::TestQueue;
     use loom::sync::Arc;
     use loom::sync::atomic::AtomicBool;
-    use loom::thread;
+    use loom::thread::{self, JoinHandle};
 
-    #[derive(Default)]
     struct Fixture {
-        ctrl: QueueCtrl,
-        cells: Vec<QueueCell>,
+        test_queue: TestQueue,
         word: WaitWord,
         closed: AtomicBool,
     }
 
     impl Fixture {
         fn new() -> Arc<Fixture> {
-            let fixture = Fixture {
-                cells: (0..cells_for(2)).map(|_| QueueCell::default()).collect(),
-                ..Fixture::default()
-            };
-            fixture.queue().init();
-            Arc::new(fixture)
+            Arc::new(Fixture {
+                test_queue: TestQueue::new(2, &[]),
+                word: WaitWord::default(),
+                closed: AtomicBool::new(false),
+            })
         }
 
-        fn queue(&self) -> QueueRef<'_> {
-            QueueRef::new(&self.ctrl, &self.cells)
-        }
-
-        fn wait(&self) -> Result<u32, WaitFailure> {
-            let closed = || self.closed.load(Ordering::SeqCst);
-            pop_waiting(self.queue(), &self.word, Wait::Forever, closed, || {})
+        /// A thread that waits, without limit, for a value or the close.
+        fn spawn_waiter(fixture: &Arc<Fixture>) -> JoinHandle<Result<u32, WaitFailure>> {
+            let fixture = Arc::clone(fixture);
+            thread::spawn(move || {
+                let closed = || fixture.closed.load(Ordering::SeqCst);
+                let queue = fixture.test_queue.queue();
+                pop_waiting(queue, &fixture.word, Wait::Forever, closed, || {})
+            })
         }
     }
 
@@ -207,11 +206,8 @@ mod loom_tests {
     fn loom_a_push_wakes_a_waiter() {
         loom::model(|| {
             let fixture = Fixture::new();
-            let waiter = {
-                let fixture = Arc::clone(&fixture);
-                thread::spawn(move || fixture.wait())
-            };
-            fixture.queue().push(3).unwrap();
+            let waiter = Fixture::spawn_waiter(&fixture);
+            fixture.test_queue.queue().push(3).unwrap();
             wake_one(&fixture.word);
             assert_eq!(waiter.join().unwrap(), Ok(3));
         });
@@ -221,10 +217,7 @@ mod loom_tests {
     fn loom_close_wakes_a_waiter() {
         loom::model(|| {
             let fixture = Fixture::new();
-            let waiter = {
-                let fixture = Arc::clone(&fixture);
-                thread::spawn(move || fixture.wait())
-            };
+            let waiter = Fixture::spawn_waiter(&fixture);
             fixture.closed.store(true, Ordering::SeqCst);
             wake_all(&fixture.word);
             assert_eq!(waiter.join().unwrap(), Err(WaitFailure::Closed));
