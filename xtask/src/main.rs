@@ -96,6 +96,12 @@ fn ci() -> ExitCode {
         return ExitCode::FAILURE;
     }
     for step in plan() {
+        if step.args[0] == "package"
+            && let Err(message) = forget_packaged_sources()
+        {
+            eprintln!("xtask ci: {message}");
+            return ExitCode::FAILURE;
+        }
         println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
         let step_started = Instant::now();
         match Command::new(cargo())
@@ -121,6 +127,36 @@ fn ci() -> ExitCode {
     }
     println!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
     ExitCode::SUCCESS
+}
+
+/// `cargo package --workspace` verifies each crate against its siblings published to a temporary
+/// local registry, and cargo unpacks those into `$CARGO_HOME/registry/{src,cache}/-<hash>/`
+/// (local registries have no host name, hence the leading `-`). The hash depends only on the
+/// registry's path and our versions do not change between runs, so a later run would verify
+/// against the sources unpacked by an earlier one. Those folders are only caches; clearing them
+/// makes every run verify the crates as they are now.
+fn forget_packaged_sources() -> Result<(), String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cargo")))
+        .ok_or("neither CARGO_HOME nor HOME is set, so the cargo cache cannot be found")?;
+    for cache in ["src", "cache"] {
+        let dir = cargo_home.join("registry").join(cache);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue; // no cache yet
+        };
+        for entry in entries.flatten() {
+            if entry.file_name().to_string_lossy().starts_with('-') {
+                std::fs::remove_dir_all(entry.path()).map_err(|error| {
+                    format!(
+                        "cannot clear the stale packaging cache {}: {error}",
+                        entry.path().display()
+                    )
+                })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn cargo() -> String {
