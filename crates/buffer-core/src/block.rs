@@ -1,34 +1,42 @@
 //! The pool block: one `#[repr(C)]` image of a pool's whole state (header with counters and
-//! wait words, two queues, the slot table), made of integers, atomics and offsets only, so that it
-//! can be placed in private memory or in a shared-memory segment mapped at any address.
+//! wait words, process table, ports, queues, the slot table), made of integers, atomics and
+//! offsets only, so that it can be placed in private memory or in a shared-memory segment mapped
+//! at any address.
 //!
 //! ```text
-//! offset 0           PoolHeader     identity, counters, wait words
-//! free_queue         QueueCtrl      head, tail
-//!                    [QueueCell]    cells_for(capacity) cells
-//! filled_queue       QueueCtrl
-//!                    [QueueCell]
-//! slots              [Slot]         capacity slots, 64-byte aligned
+//! offset 0           PoolHeader      identity, shape, counters, wait words, cleanup lock
+//! processes          [ProcessEntry]  MAX_PROCESSES attached processes
+//! ports              [PortEntry]     shape.ports fan-out ports
+//! free_queue         QueueCtrl, [QueueCell; cells_for(capacity)]
+//! filled_queue       QueueCtrl, [QueueCell; cells_for(capacity)]
+//! port_queues        shape.ports × (QueueCtrl, [QueueCell; shape.port_depth])
+//! slots              [Slot; capacity], 64-byte aligned
+//! len                (shared pools: the buffers' memory follows, page-aligned)
 //! ```
 //!
-//! The layout is a pure function of the capacity ([`BlockLayout::new`]), so a process that maps a
-//! block recomputes every offset from the capacity instead of trusting offsets stored in it.
+//! The layout is a pure function of the [`Shape`] ([`BlockLayout::new`]), so a process that maps a
+//! block recomputes every offset from the shape instead of trusting offsets stored in it, and
+//! [`Block::attach`] checks everything else it will follow before trusting the block.
 
 use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::Queue;
+use crate::error::AttachError;
+use crate::port::PortEntry;
+use crate::port::{MAX_PORT_DEPTH, MAX_PORTS};
+use crate::process::{MAX_PROCESSES, ProcessEntry};
 use crate::queue::{QueueCell, QueueCtrl, QueueRef, cells_for};
 use crate::region::{REGION_ALIGN, Region};
 use crate::shm_safe::{CachePadded, ShmSafe};
-use crate::slot::{Slot, SlotState, pack};
+use crate::slot::{NO_OFFSET, Slot, SlotState, SlotWord};
 use crate::wait::WaitWord;
 
-/// `b"BUFPOOL1"`: marks an initialised block.
-pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"BUFPOOL1");
+/// `b"BUFPOOL2"`: marks an initialised block.
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"BUFPOOL2");
 /// Version of this layout; bumped on any change to the structures in a block.
-pub(crate) const LAYOUT_VERSION: u32 = 1;
+pub(crate) const LAYOUT_VERSION: u32 = 2;
 /// Longest pool name in bytes.
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest category in bytes.
@@ -37,30 +45,45 @@ pub const MAX_CATEGORY_LEN: usize = 31;
 pub(crate) const FLAG_HOLD_TIMES: u32 = 1;
 /// Most buffers one pool can ever hold.
 pub const MAX_CAPACITY: u32 = 1 << 20;
+/// Alignment of every buffer in a shared segment.
+pub(crate) const BUFFER_ALIGN: u64 = 64;
 
-/// The block's first structure: identity (written once, before `magic`), then live state.
+/// The block's first structure: identity and shape (written once, before `magic`), then live
+/// state.
 #[repr(C)]
 pub(crate) struct PoolHeader {
     /// [`MAGIC`] once the block is initialised; stored last, with `Release`.
     pub(crate) magic: AtomicU64,
     pub(crate) layout_version: u32,
     pub(crate) capacity: u32,
+    pub(crate) ports: u32,
+    pub(crate) port_depth: u32,
     pub(crate) block_len: u64,
     pub(crate) pool_id: u64,
     pub(crate) name_len: u32,
     pub(crate) category_len: u32,
     /// Option bits, fixed at creation: [`FLAG_HOLD_TIMES`].
     pub(crate) flags: u32,
+    /// The creating process.
+    pub(crate) creator_pid: u32,
     pub(crate) name: [u8; MAX_NAME_LEN + 1],
     pub(crate) category: [u8; MAX_CATEGORY_LEN + 1],
     /// 1 once the pool is closed.
     pub(crate) closed: AtomicU32,
     /// Number of slots that hold a buffer.
     pub(crate) buffers: AtomicU32,
+    /// Actor number of the process reclaiming what dead processes held; 0 when none.
+    pub(crate) cleanup: AtomicU32,
+    /// 1 once the creator destroyed the pool (its name is gone).
+    pub(crate) destroyed: AtomicU32,
     /// Acquisitions that had to wait.
     pub(crate) waits: AtomicU64,
     /// Acquisitions that gave up after their timeout.
     pub(crate) timeouts: AtomicU64,
+    /// Buffers taken back from dead processes.
+    pub(crate) reclaimed: AtomicU64,
+    /// Processes found dead and cleaned up after.
+    pub(crate) reaped: AtomicU64,
     /// Fewest buffers seen on the free queue right after an acquisition.
     pub(crate) free_low_water: AtomicU32,
     /// Most buffers seen on the filled queue right after a submission.
@@ -75,35 +98,113 @@ pub(crate) struct PoolHeader {
 // all `ShmSafe`.
 unsafe impl ShmSafe for PoolHeader {}
 
-/// Where each part of a block lies, computed from the capacity alone.
+impl PoolHeader {
+    /// The pool's name as stored (empty if the stored length is out of range).
+    pub(crate) fn name(&self) -> &[u8] {
+        self.name.get(..self.name_len as usize).unwrap_or_default()
+    }
+
+    /// The pool's category as stored.
+    pub(crate) fn category(&self) -> &[u8] {
+        self.category
+            .get(..self.category_len as usize)
+            .unwrap_or_default()
+    }
+}
+
+/// The numbers a block's layout is computed from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Shape {
+    /// Most buffers.
+    pub(crate) capacity: u32,
+    /// Fan-out ports.
+    pub(crate) ports: u32,
+    /// Cells of each port's queue (a power of two).
+    pub(crate) port_depth: u32,
+}
+
+impl Shape {
+    /// The shape whose layout is only the header (to read a header before trusting it).
+    pub(crate) const EMPTY: Shape = Shape {
+        capacity: 0,
+        ports: 0,
+        port_depth: 2,
+    };
+
+    /// Checks the ranges; the reason, for an error message, if one is out.
+    pub(crate) fn check(&self) -> Result<(), String> {
+        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
+            return Err(format!("capacity {} (1 to {MAX_CAPACITY})", self.capacity));
+        }
+        if self.ports > MAX_PORTS as u32 {
+            return Err(format!("{} ports (at most {MAX_PORTS})", self.ports));
+        }
+        if !self.port_depth.is_power_of_two() || !(2..=MAX_PORT_DEPTH).contains(&self.port_depth) {
+            return Err(format!(
+                "port depth {} (a power of two from 2 to {MAX_PORT_DEPTH})",
+                self.port_depth
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Where each part of a block lies, computed from the shape alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct BlockLayout {
-    pub(crate) capacity: u32,
+    pub(crate) shape: Shape,
     pub(crate) cells: usize,
+    pub(crate) processes: usize,
+    pub(crate) ports: usize,
     pub(crate) free_queue: usize,
     pub(crate) filled_queue: usize,
+    pub(crate) port_queues: usize,
+    pub(crate) port_queue_len: usize,
     pub(crate) slots: usize,
     pub(crate) len: usize,
 }
 
-const fn align_up(offset: usize, align: usize) -> usize {
+pub(crate) const fn align_up(offset: usize, align: usize) -> usize {
     (offset + align - 1) & !(align - 1)
 }
 
 impl BlockLayout {
-    /// The layout for `capacity` slots (at most [`MAX_CAPACITY`], checked by the caller).
-    pub(crate) fn new(capacity: u32) -> BlockLayout {
-        let cells = cells_for(capacity);
+    /// The layout for `shape` (checked by the caller with [`Shape::check`]).
+    pub(crate) fn new(shape: Shape) -> BlockLayout {
+        let cells = cells_for(shape.capacity);
         let queue_len = size_of::<QueueCtrl>() + cells * size_of::<QueueCell>();
-        let free_queue = align_up(size_of::<PoolHeader>(), align_of::<QueueCtrl>());
+        let port_queue_len = align_up(
+            size_of::<QueueCtrl>() + shape.port_depth as usize * size_of::<QueueCell>(),
+            align_of::<QueueCtrl>(),
+        );
+        let processes = align_up(size_of::<PoolHeader>(), align_of::<ProcessEntry>());
+        let ports = align_up(
+            processes + MAX_PROCESSES * size_of::<ProcessEntry>(),
+            align_of::<PortEntry>(),
+        );
+        let free_queue = align_up(
+            ports + shape.ports as usize * size_of::<PortEntry>(),
+            align_of::<QueueCtrl>(),
+        );
         let filled_queue = align_up(free_queue + queue_len, align_of::<QueueCtrl>());
-        let slots = align_up(filled_queue + queue_len, align_of::<Slot>());
-        let len = align_up(slots + capacity as usize * size_of::<Slot>(), REGION_ALIGN);
+        let port_queues = align_up(filled_queue + queue_len, align_of::<QueueCtrl>());
+        let slots = align_up(
+            port_queues + shape.ports as usize * port_queue_len,
+            align_of::<Slot>(),
+        );
+        let len = align_up(
+            slots + shape.capacity as usize * size_of::<Slot>(),
+            REGION_ALIGN,
+        );
         BlockLayout {
-            capacity,
+            shape,
             cells,
+            processes,
+            ports,
             free_queue,
             filled_queue,
+            port_queues,
+            port_queue_len,
             slots,
             len,
         }
@@ -133,17 +234,19 @@ unsafe impl Send for BlockView {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for BlockView {}
 
+/// What a new block is called and how it behaves.
+pub(crate) struct BlockIdentity<'a> {
+    pub(crate) pool_id: u64,
+    pub(crate) name: &'a str,
+    pub(crate) category: &'a str,
+    pub(crate) hold_times: bool,
+    pub(crate) port_names: &'a [String],
+}
+
 impl Block {
     /// Initialises a block for `layout` at the start of `region` (phase one: nobody else sees it
     /// yet) and publishes it by storing the magic number last.
-    pub(crate) fn init(
-        region: Region,
-        layout: BlockLayout,
-        pool_id: u64,
-        name: &str,
-        category: &str,
-        hold_times: bool,
-    ) -> Block {
+    pub(crate) fn init(region: Region, layout: BlockLayout, identity: &BlockIdentity<'_>) -> Block {
         assert!(region.len() >= layout.len, "region smaller than the layout");
         let view = BlockView {
             base: region.base(),
@@ -154,24 +257,146 @@ impl Block {
             view,
         };
         let header = block.header_for_init();
-        header.capacity = layout.capacity;
+        header.capacity = layout.shape.capacity;
+        header.ports = layout.shape.ports;
+        header.port_depth = layout.shape.port_depth;
         header.layout_version = LAYOUT_VERSION;
         header.block_len = layout.len as u64;
-        header.pool_id = pool_id;
-        header.name_len = name.len() as u32;
-        header.name[..name.len()].copy_from_slice(name.as_bytes());
-        header.category_len = category.len() as u32;
-        header.category[..category.len()].copy_from_slice(category.as_bytes());
-        header.flags = if hold_times { FLAG_HOLD_TIMES } else { 0 };
+        header.pool_id = identity.pool_id;
+        header.creator_pid = std::process::id();
+        header.name_len = identity.name.len() as u32;
+        header.name[..identity.name.len()].copy_from_slice(identity.name.as_bytes());
+        header.category_len = identity.category.len() as u32;
+        header.category[..identity.category.len()].copy_from_slice(identity.category.as_bytes());
+        header.flags = if identity.hold_times {
+            FLAG_HOLD_TIMES
+        } else {
+            0
+        };
         header.free_low_water = AtomicU32::new(u32::MAX);
         let view = block.view;
         view.free_queue().init();
         view.filled_queue().init();
-        for index in 0..layout.capacity {
-            view.slot(index).set_state(0, SlotState::Vacant);
+        for (index, name) in identity.port_names.iter().enumerate() {
+            let offset = layout.ports + index * size_of::<PortEntry>();
+            // SAFETY: the entry lies in the port table of this block, which nobody else sees
+            // yet; the configuration checked the name's length.
+            unsafe { PortEntry::init(view.at::<PortEntry>(offset), name) };
+            view.port_queue(index).init();
+        }
+        for index in 0..layout.shape.capacity {
+            let slot = view.slot(index);
+            slot.data_offset.store(NO_OFFSET, Ordering::Relaxed);
+            slot.set(SlotWord::new(0, SlotState::Vacant));
         }
         view.header().magic.store(MAGIC, Ordering::Release);
         block
+    }
+
+    /// Takes a block that another process initialised in `region`, after checking everything
+    /// this process will ever follow in it: magic, version, shape, that the layout fits the
+    /// region, names, queue positions and that every buffer lies inside the region.
+    pub(crate) fn attach(region: Region) -> Result<Block, AttachError> {
+        if region.len() < size_of::<PoolHeader>() {
+            return Err(AttachError::Truncated {
+                len: region.len(),
+                needed: size_of::<PoolHeader>(),
+            });
+        }
+        let probe = BlockView {
+            base: region.base(),
+            layout: BlockLayout::new(Shape::EMPTY),
+        };
+        let header = probe.header();
+        let magic = header.magic.load(Ordering::Acquire);
+        if magic != MAGIC {
+            return Err(AttachError::NotAPool { magic });
+        }
+        if header.layout_version != LAYOUT_VERSION {
+            return Err(AttachError::Version {
+                found: header.layout_version,
+                supported: LAYOUT_VERSION,
+            });
+        }
+        let shape = Shape {
+            capacity: header.capacity,
+            ports: header.ports,
+            port_depth: header.port_depth,
+        };
+        shape
+            .check()
+            .map_err(|reason| AttachError::Shape { reason })?;
+        let layout = BlockLayout::new(shape);
+        if header.block_len != layout.len as u64 || layout.len > region.len() {
+            return Err(AttachError::Layout {
+                stored: header.block_len,
+                computed: layout.len as u64,
+                mapped: region.len(),
+            });
+        }
+        if std::str::from_utf8(header.name()).is_err()
+            || header.name().is_empty()
+            || std::str::from_utf8(header.category()).is_err()
+        {
+            return Err(AttachError::Corrupt {
+                what: "pool name or category".into(),
+            });
+        }
+        let view = BlockView {
+            base: region.base(),
+            layout,
+        };
+        for index in 0..shape.ports as usize {
+            if view.port(index).name().is_none() {
+                return Err(AttachError::Corrupt {
+                    what: format!("name of port {index}"),
+                });
+            }
+        }
+        let queues = [(Queue::Free.to_string(), view.free_queue())]
+            .into_iter()
+            .chain([(Queue::Filled.to_string(), view.filled_queue())]);
+        let port_queues = (0..shape.ports as usize)
+            .map(|index| (format!("port {index}"), view.port_queue(index)));
+        for (name, queue) in queues.chain(port_queues) {
+            let (head, tail) = queue.positions();
+            if tail.wrapping_sub(head) > queue.cell_count() as u64 {
+                return Err(AttachError::Corrupt {
+                    what: format!("{name} queue positions (head {head}, tail {tail})"),
+                });
+            }
+        }
+        for index in 0..shape.capacity {
+            let slot = view.slot(index);
+            let offset = slot.data_offset.load(Ordering::Relaxed);
+            let size = slot.size.load(Ordering::Relaxed);
+            if offset == NO_OFFSET {
+                if slot.word().state == Some(SlotState::Vacant) {
+                    continue;
+                }
+                return Err(AttachError::Corrupt {
+                    what: format!("slot {index}: a buffer outside the segment"),
+                });
+            }
+            let fits = offset >= layout.len as u64
+                && offset.is_multiple_of(BUFFER_ALIGN)
+                && size > 0
+                && offset
+                    .checked_add(size)
+                    .is_some_and(|end| end <= region.len() as u64);
+            if !fits {
+                return Err(AttachError::Corrupt {
+                    what: format!(
+                        "slot {index}: buffer at offset {offset}, {size} bytes, in a segment of {} bytes",
+                        region.len()
+                    ),
+                });
+            }
+        }
+        Ok(Block {
+            _region: region,
+            view,
+        })
     }
 
     /// A view of this block.
@@ -200,27 +425,37 @@ impl BlockView {
     /// Pointer to a `T` at `offset`, checked to lie inside the region and be aligned.
     #[inline(always)]
     fn at<T: ShmSafe>(&self, offset: usize) -> NonNull<T> {
-        debug_assert!(offset + size_of::<T>() <= self.layout.len);
+        debug_assert!(offset + size_of::<T>() <= self.layout.len.max(size_of::<PoolHeader>()));
         debug_assert_eq!(offset % align_of::<T>(), 0);
         // SAFETY: `offset` lies inside the block (asserted above; every caller passes an offset
-        // from `self.layout`, and the region holds the whole layout, as `init` asserted).
+        // from `self.layout`, and the region holds the whole layout, as `init` asserted and
+        // `attach` checked).
         let ptr = unsafe { self.base.as_ptr().add(offset) };
         // SAFETY: derived from a non-null base by an in-bounds offset.
         unsafe { NonNull::new_unchecked(ptr.cast::<T>()) }
+    }
+
+    /// The block's start in this process.
+    pub(crate) fn base(&self) -> NonNull<u8> {
+        self.base
     }
 
     /// The header.
     #[inline(always)]
     pub(crate) fn header(&self) -> &PoolHeader {
         // SAFETY: offset 0 is in bounds and page-aligned; the header was initialised in `init`
-        // and lives as long as the block, which outlives the view (`Block::view`).
+        // (or checked in `attach`) and lives as long as the block, which outlives the view
+        // (`Block::view`).
         unsafe { self.at::<PoolHeader>(0).as_ref() }
     }
 
     /// The slot at `index` (`index < capacity`, checked).
     #[inline(always)]
     pub(crate) fn slot(&self, index: u32) -> &Slot {
-        assert!(index < self.layout.capacity, "slot index out of range");
+        assert!(
+            index < self.layout.shape.capacity,
+            "slot index out of range"
+        );
         let offset = self.layout.slots + index as usize * size_of::<Slot>();
         // SAFETY: `index < capacity`, so the slot lies inside the slot table, which the layout
         // places inside the block, 64-byte aligned; slots are initialised in `init` and live as
@@ -228,19 +463,30 @@ impl BlockView {
         unsafe { self.at::<Slot>(offset).as_ref() }
     }
 
+    /// The slot at `index` if the index (read from the block, so untrusted) is in range.
+    #[inline(always)]
+    pub(crate) fn slot_checked(&self, index: u32) -> Option<&Slot> {
+        (index < self.layout.shape.capacity).then(|| self.slot(index))
+    }
+
+    /// The shape this block was laid out for.
+    #[inline]
+    pub(crate) fn shape(&self) -> Shape {
+        self.layout.shape
+    }
+
     /// The capacity this block was laid out for.
     #[inline]
     pub(crate) fn capacity(&self) -> u32 {
-        self.layout.capacity
+        self.layout.shape.capacity
     }
 
-    #[inline(always)]
-    fn queue_at(&self, offset: usize) -> QueueRef<'_> {
+    fn queue_at(&self, offset: usize, cells: usize) -> QueueRef<'_> {
         let cells_offset = offset + size_of::<QueueCtrl>();
-        let cells = self.at::<QueueCell>(cells_offset);
+        let first = self.at::<QueueCell>(cells_offset);
         // SAFETY: the layout reserves `cells` cells right after the control block, inside the
         // block, aligned for `QueueCell`; they live as long as the block, which outlives the view.
-        let cells = unsafe { std::slice::from_raw_parts(cells.as_ptr(), self.layout.cells) };
+        let cells = unsafe { std::slice::from_raw_parts(first.as_ptr(), cells) };
         // SAFETY: the control block lies at `offset` inside the block (layout) and lives as long
         // as the block, which outlives the view.
         let ctrl = unsafe { self.at::<QueueCtrl>(offset).as_ref() };
@@ -250,13 +496,13 @@ impl BlockView {
     /// The free queue.
     #[inline(always)]
     pub(crate) fn free_queue(&self) -> QueueRef<'_> {
-        self.queue_at(self.layout.free_queue)
+        self.queue_at(self.layout.free_queue, self.layout.cells)
     }
 
     /// The filled queue.
     #[inline(always)]
     pub(crate) fn filled_queue(&self) -> QueueRef<'_> {
-        self.queue_at(self.layout.filled_queue)
+        self.queue_at(self.layout.filled_queue, self.layout.cells)
     }
 
     /// A queue and the wait word of its waiters.
@@ -268,28 +514,63 @@ impl BlockView {
         }
     }
 
+    /// The entry of port `index` (`index < shape.ports`, checked).
+    pub(crate) fn port(&self, index: usize) -> &PortEntry {
+        assert!(
+            index < self.layout.shape.ports as usize,
+            "port index out of range"
+        );
+        let offset = self.layout.ports + index * size_of::<PortEntry>();
+        // SAFETY: in range (asserted), so inside the port table that the layout places in the
+        // block, aligned for `PortEntry`; lives as long as the block, which outlives the view.
+        unsafe { self.at::<PortEntry>(offset).as_ref() }
+    }
+
+    /// The queue of port `index` (`index < shape.ports`, checked).
+    pub(crate) fn port_queue(&self, index: usize) -> QueueRef<'_> {
+        assert!(
+            index < self.layout.shape.ports as usize,
+            "port index out of range"
+        );
+        let offset = self.layout.port_queues + index * self.layout.port_queue_len;
+        self.queue_at(offset, self.layout.shape.port_depth as usize)
+    }
+
+    /// The process entry of `actor` (1..=MAX_PROCESSES); `None` for any other number.
+    pub(crate) fn process(&self, actor: u8) -> Option<&ProcessEntry> {
+        let index = usize::from(actor).checked_sub(1)?;
+        (index < MAX_PROCESSES).then(|| {
+            let offset = self.layout.processes + index * size_of::<ProcessEntry>();
+            // SAFETY: `index < MAX_PROCESSES`, so inside the process table that the layout places
+            // in the block; lives as long as the block, which outlives the view.
+            unsafe { self.at::<ProcessEntry>(offset).as_ref() }
+        })
+    }
+
+    /// Every actor number with its entry.
+    pub(crate) fn processes(&self) -> impl Iterator<Item = (u8, &ProcessEntry)> + '_ {
+        (1..=MAX_PROCESSES as u8).filter_map(|actor| Some((actor, self.process(actor)?)))
+    }
+
     /// Whether acquisitions record hold times ([`FLAG_HOLD_TIMES`], fixed at creation).
     pub(crate) fn hold_times(&self) -> bool {
         self.header().flags & FLAG_HOLD_TIMES != 0
     }
 
-    /// Finds a vacant slot and claims it for an injection; `None` if every slot is taken.
-    pub(crate) fn claim_vacant_slot(&self) -> Option<(u32, u32)> {
-        (0..self.layout.capacity).find_map(|index| {
+    /// Finds a vacant slot and claims it for an injection by `actor`; `None` if every slot is
+    /// taken.
+    pub(crate) fn claim_vacant_slot(&self, actor: u8) -> Option<(u32, u32)> {
+        (0..self.capacity()).find_map(|index| {
             let slot = self.slot(index);
-            let word = slot.state_word();
-            let (generation, state) = crate::slot::unpack(word);
-            (state == Some(SlotState::Vacant)
+            let word = slot.word();
+            (word.state == Some(SlotState::Vacant)
                 && slot
-                    .state
-                    .compare_exchange(
+                    .replace(
                         word,
-                        pack(generation, SlotState::Injecting),
-                        Ordering::AcqRel,
-                        Ordering::Relaxed,
+                        SlotWord::new(word.generation, SlotState::Injecting).by(actor),
                     )
                     .is_ok())
-            .then_some((index, generation))
+            .then_some((index, word.generation))
         })
     }
 }
@@ -298,13 +579,24 @@ impl BlockView {
 mod tests {
     use super::*;
 
+    fn shape(capacity: u32) -> Shape {
+        Shape {
+            capacity,
+            ports: 3,
+            port_depth: 4,
+        }
+    }
+
     #[test]
     fn layout_parts_do_not_overlap_and_fit() {
-        for capacity in [0, 1, 2, 3, 8, 100, 4096] {
-            let l = BlockLayout::new(capacity);
-            assert!(l.free_queue >= size_of::<PoolHeader>());
-            assert!(l.filled_queue >= l.free_queue + size_of::<QueueCtrl>() + l.cells * 16);
-            assert!(l.slots >= l.filled_queue + size_of::<QueueCtrl>() + l.cells * 16);
+        for capacity in [1, 2, 3, 8, 100, 4096] {
+            let l = BlockLayout::new(shape(capacity));
+            assert!(l.processes >= size_of::<PoolHeader>());
+            assert!(l.ports >= l.processes + MAX_PROCESSES * size_of::<ProcessEntry>());
+            assert!(l.free_queue >= l.ports + 3 * size_of::<PortEntry>());
+            assert!(l.filled_queue >= l.free_queue + size_of::<QueueCtrl>() + l.cells * 8);
+            assert!(l.port_queues >= l.filled_queue + size_of::<QueueCtrl>() + l.cells * 8);
+            assert!(l.slots >= l.port_queues + 3 * l.port_queue_len);
             assert!(l.len >= l.slots + capacity as usize * size_of::<Slot>());
             assert_eq!(l.slots % 64, 0);
             assert_eq!(l.len % REGION_ALIGN, 0);
@@ -313,25 +605,32 @@ mod tests {
 
     #[test]
     fn init_publishes_identity_and_empty_state() {
-        let layout = BlockLayout::new(4);
+        let layout = BlockLayout::new(shape(4));
         let owner = Block::init(
             Region::private(layout.len).unwrap(),
             layout,
-            9,
-            "cam0",
-            "video",
-            true,
+            &BlockIdentity {
+                pool_id: 9,
+                name: "cam0",
+                category: "video",
+                hold_times: true,
+                port_names: &["a".into(), "b".into(), "c".into()],
+            },
         );
         // SAFETY: `owner` outlives `block`; both live until the end of this test.
         let block = unsafe { owner.view() };
         let h = block.header();
         assert_eq!(h.magic.load(Ordering::Acquire), MAGIC);
         assert_eq!(h.capacity, 4);
-        assert_eq!(&h.name[..h.name_len as usize], b"cam0");
-        assert_eq!(&h.category[..h.category_len as usize], b"video");
+        assert_eq!(h.name(), b"cam0");
+        assert_eq!(h.category(), b"video");
         assert_eq!(h.flags, FLAG_HOLD_TIMES);
+        assert_eq!(block.port(2).name(), Some("c"));
         assert_eq!(block.free_queue().len(), 0);
-        assert_eq!(block.claim_vacant_slot(), Some((0, 0)));
-        assert_eq!(block.claim_vacant_slot(), Some((1, 0)));
+        assert_eq!(block.claim_vacant_slot(1), Some((0, 0)));
+        assert_eq!(block.claim_vacant_slot(1), Some((1, 0)));
+        assert!(block.process(0).is_none());
+        assert!(block.process(MAX_PROCESSES as u8).is_some());
+        assert!(block.process(MAX_PROCESSES as u8 + 1).is_none());
     }
 }

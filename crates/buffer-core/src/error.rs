@@ -5,7 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
-use crate::{BufferId, MemoryKind, PoolId, SlotState};
+use crate::port::MAX_PORT_NAME_LEN;
+use crate::{BufferId, MemoryKind, PoolId, SegmentName, SlotState};
 
 /// The two queues of a pool.
 ///
@@ -113,6 +114,36 @@ pub enum CreatePoolError {
     /// Buffers of 0 bytes were asked for.
     #[error("buffers must hold at least 1 byte")]
     ZeroSize,
+    /// The ports or the port depth are out of range.
+    #[error("pool shape is not usable: {reason}")]
+    Shape {
+        /// What is out of range, and the range.
+        reason: String,
+    },
+    /// A port name is empty, too long, or given twice.
+    #[error(
+        "port name {name:?} is not usable: give 1 to {MAX_PORT_NAME_LEN} bytes, different from the other ports' names"
+    )]
+    PortName {
+        /// The name given.
+        name: String,
+    },
+    /// The buffers would not fit in an address space.
+    #[error(
+        "{count} buffers of {size} bytes do not fit in one segment; ask for fewer or smaller buffers"
+    )]
+    TooLarge {
+        /// The buffers asked for.
+        count: u32,
+        /// Their size.
+        size: usize,
+    },
+    /// The segment name is not usable.
+    #[error(transparent)]
+    SegmentName(#[from] SegmentNameError),
+    /// The shared-memory segment could not be made.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
     /// The memory for the pool block could not be allocated.
     #[error(transparent)]
     Region(#[from] crate::RegionError),
@@ -356,6 +387,14 @@ pub enum InjectError {
         /// The pool's name.
         pool: Arc<str>,
     },
+    /// The pool is shared: its buffers are part of its segment.
+    #[error(
+        "pool '{pool}' is shared between processes: its buffers are part of its segment and are fixed when it is created"
+    )]
+    Shared {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
 }
 
 /// A buffer could not be removed from a pool.
@@ -373,6 +412,227 @@ pub enum RemoveError {
     /// No free buffer could be taken (only free buffers are removed).
     #[error("cannot remove a buffer: {0}")]
     NoFreeBuffer(#[source] AcquireError),
+    /// The pool is shared: its buffers are part of its segment.
+    #[error(
+        "pool '{pool}' is shared between processes: its buffers are part of its segment and stay until it is destroyed"
+    )]
+    Shared {
+        /// The pool's name.
+        pool: Arc<str>,
+    },
+}
+
+/// A shared-memory segment name is not usable.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::SegmentName;
+///
+/// let err = SegmentName::new("a/b").unwrap_err();
+/// assert!(err.to_string().contains("no '/'"));
+/// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("segment name {name:?} is not usable: {reason}")]
+pub struct SegmentNameError {
+    /// The name given.
+    pub name: String,
+    /// What is wrong with it.
+    pub reason: &'static str,
+}
+
+/// The system refused an operation on a shared-memory segment.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SegmentError {
+    /// A segment of that name exists already.
+    #[error(
+        "shared-memory segment '{name}' exists already (/dev/shm/bufpool.{name}); pick another name, or remove it if its pool is gone"
+    )]
+    Exists {
+        /// The segment's name.
+        name: SegmentName,
+    },
+    /// A system call failed.
+    #[error("could not {action} shared-memory segment '{name}': {}", std::io::Error::from_raw_os_error(*.code))]
+    System {
+        /// The segment's name.
+        name: SegmentName,
+        /// What was being done.
+        action: &'static str,
+        /// The system's error number.
+        code: i32,
+    },
+}
+
+/// A process could not attach to a shared pool.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{AttachError, BufferPool};
+///
+/// let err = BufferPool::attach("no-such-pool-anywhere").unwrap_err();
+/// assert!(matches!(err, AttachError::NotFound { .. }));
+/// assert!(err.to_string().contains("bufpool inspect"));
+/// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum AttachError {
+    /// The segment name is not usable.
+    #[error(transparent)]
+    Name(SegmentNameError),
+    /// No segment has that name.
+    #[error(
+        "no shared pool named '{name}': is its creator running? `bufpool inspect` lists the pools on this machine"
+    )]
+    NotFound {
+        /// The name asked for.
+        name: SegmentName,
+    },
+    /// The segment's owner or permissions make it unsafe to use.
+    #[error("refusing shared pool '{name}': {reason}")]
+    Permission {
+        /// The segment's name.
+        name: SegmentName,
+        /// Why.
+        reason: String,
+    },
+    /// The system refused an operation on the segment.
+    #[error(transparent)]
+    Segment(#[from] SegmentError),
+    /// The segment is too short for what it claims to hold.
+    #[error(
+        "the segment is {len} bytes, too short for a pool block ({needed} needed); it is not a pool or it is damaged"
+    )]
+    Truncated {
+        /// The segment's length.
+        len: usize,
+        /// The length needed.
+        needed: usize,
+    },
+    /// The segment does not start with a pool block.
+    #[error(
+        "the segment holds no initialised pool (magic {magic:#018x}); it is not a pool, or its creator has not finished creating it"
+    )]
+    NotAPool {
+        /// The first 8 bytes.
+        magic: u64,
+    },
+    /// The block was made by another version of this library.
+    #[error(
+        "the pool block has layout version {found}, this library reads version {supported}; use the same library version in every process"
+    )]
+    Version {
+        /// The version found.
+        found: u32,
+        /// The version this library reads.
+        supported: u32,
+    },
+    /// The block's shape is out of range.
+    #[error("the pool block is damaged: {reason} is out of range")]
+    Shape {
+        /// What is out of range.
+        reason: String,
+    },
+    /// The block's length disagrees with its shape or the segment.
+    #[error(
+        "the pool block is damaged: it says it is {stored} bytes, its shape makes {computed}, and {mapped} are mapped"
+    )]
+    Layout {
+        /// The length stored in the header.
+        stored: u64,
+        /// The length computed from the shape.
+        computed: u64,
+        /// The segment's length.
+        mapped: usize,
+    },
+    /// Something the block records is out of range.
+    #[error("the pool block is damaged: {what}")]
+    Corrupt {
+        /// What.
+        what: String,
+    },
+    /// Every process slot of the pool is taken by a live process.
+    #[error("{max} processes are attached to the pool already; detach one first")]
+    TooManyProcesses {
+        /// The most processes one pool takes.
+        max: usize,
+    },
+}
+
+/// A pool has no port of that name.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig};
+///
+/// let pool = BufferPool::create(PoolConfig::new("p").with_ports(["a", "b"])).unwrap();
+/// let err = pool.port("c").unwrap_err();
+/// assert_eq!(err.to_string(), "pool 'p' has no port 'c'; its ports are: a, b");
+/// ```
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+#[error("pool '{pool}' has no port '{name}'; its ports are: {}", .known.join(", "))]
+pub struct PortError {
+    /// The pool's name.
+    pub pool: Arc<str>,
+    /// The name asked for.
+    pub name: String,
+    /// The pool's ports.
+    pub known: Vec<String>,
+}
+
+/// A port could not be subscribed to.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum SubscribeError {
+    /// The port belongs to another pool.
+    #[error("{port} belongs to another pool; subscribe through the pool it came from")]
+    WrongPool {
+        /// The port.
+        port: String,
+    },
+    /// Another live subscriber holds the port.
+    #[error(
+        "port '{port}' has a subscriber already (pid {pid}); a port has one subscriber at a time, add a port per consumer"
+    )]
+    Taken {
+        /// The port's name.
+        port: String,
+        /// The subscriber's process id.
+        pid: u32,
+    },
+}
+
+/// Nothing could be received from a port.
+#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
+pub enum ReceiveError {
+    /// [`Wait::NoWait`](crate::Wait::NoWait) found the port empty.
+    #[error("port '{port}' of pool '{pool}' has no buffer right now")]
+    Empty {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The port's name.
+        port: String,
+    },
+    /// Nothing came within the timeout.
+    #[error(
+        "port '{port}' of pool '{pool}' got no buffer within {waited:?}; is the producer running?"
+    )]
+    Timeout {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The port's name.
+        port: String,
+        /// How long the receive waited.
+        waited: Duration,
+    },
+    /// The pool is closed and the port empty.
+    #[error("pool '{pool}' is closed and port '{port}' is empty")]
+    Closed {
+        /// The pool's name.
+        pool: Arc<str>,
+        /// The port's name.
+        port: String,
+    },
 }
 
 /// The CPU cannot access the buffer's memory.

@@ -6,6 +6,7 @@ use std::mem::ManuallyDrop;
 
 use crate::error::{BytesUsedError, HostAccessError};
 use crate::meta::FrameMeta;
+use crate::port::{Port, Published};
 use crate::slot::SlotState;
 use crate::{Buffer, BufferId, BufferPool};
 
@@ -35,13 +36,14 @@ impl<'p> Held<'p> {
 
     #[inline]
     fn len(&self) -> usize {
-        self.pool.slot(self.index).describe().0
+        self.pool.len_of(self.index)
     }
 
     /// The buffer's address and length, if the CPU may access it.
     #[inline]
     fn host_memory(&self) -> Result<(*mut u8, usize), HostAccessError> {
-        let (len, kind, _, _) = self.pool.slot(self.index).describe();
+        let len = self.len();
+        let (_, kind, _, _) = self.pool.slot(self.index).describe();
         if kind.is_host_accessible() {
             let addr = self.pool.addr(self.index);
             debug_assert!(!addr.is_null());
@@ -52,6 +54,21 @@ impl<'p> Held<'p> {
                 kind,
             })
         }
+    }
+
+    /// The bytes the producer filled, for a guard that may only read.
+    #[inline]
+    fn filled_bytes(&self) -> Result<&[u8], HostAccessError> {
+        let (addr, len) = self.host_memory()?;
+        // A corrupt record cannot make the slice longer than the buffer.
+        let used = usize::try_from(self.meta().bytes_used)
+            .unwrap_or(usize::MAX)
+            .min(len);
+        // SAFETY: the memory is host-accessible (checked) and `len` bytes long at `addr` (the
+        // injector's contract in `BufferMemory`, or checked against the segment on attach); it
+        // stays valid while the buffer is in the pool, which it is while the guard lives; the
+        // guard's reference keeps producers from writing it, and `used <= len`.
+        Ok(unsafe { std::slice::from_raw_parts(addr, used) })
     }
 
     #[inline]
@@ -191,8 +208,20 @@ impl<'p> WriteGuard<'p> {
         this.held.pool.submit(this.held.index, this.held.generation);
     }
 
-    /// Detaches the buffer into a plain id, to be sent elsewhere and turned back into a write
-    /// guard with [`BufferPool::redeem_write`]. Until then the buffer stays held.
+    /// Hands the buffer to fan-out `ports` (see the [`port`](crate::port) module): each port
+    /// that accepts it holds one reference, and the buffer returns to the free queue when the
+    /// last port's subscriber drops it (at once if no port accepted it).
+    pub fn publish(self, ports: &[Port]) -> Published {
+        let this = ManuallyDrop::new(self);
+        this.held
+            .pool
+            .publish(this.held.index, this.held.generation, ports)
+    }
+
+    /// Detaches the buffer into a plain id, to be sent elsewhere (to another thread, or another
+    /// process attached to the pool) and turned back into a write guard with
+    /// [`BufferPool::redeem_write`]. Until then the buffer stays held by this process: if the
+    /// process dies or detaches first, the buffer goes back to the pool and the id becomes stale.
     pub fn into_id(self) -> BufferId {
         let this = ManuallyDrop::new(self);
         let held = &this.held;
@@ -226,14 +255,7 @@ impl<'p> ReadGuard<'p> {
     /// cannot access.
     #[inline]
     pub fn as_slice(&self) -> Result<&[u8], HostAccessError> {
-        let (addr, len) = self.held.host_memory()?;
-        // A corrupt record cannot make the slice longer than the buffer.
-        let used = usize::try_from(self.meta().bytes_used)
-            .unwrap_or(usize::MAX)
-            .min(len);
-        // SAFETY: as in `WriteGuard::as_mut_slice`, and `used <= len`; the guard holds the buffer,
-        // so no producer writes it while this shared borrow lives.
-        Ok(unsafe { std::slice::from_raw_parts(addr, used) })
+        self.held.filled_bytes()
     }
 
     /// The metadata record the producer wrote.
@@ -242,13 +264,88 @@ impl<'p> ReadGuard<'p> {
         self.held.meta()
     }
 
-    /// Detaches the buffer into a plain id, to be sent elsewhere and turned back into a read
-    /// guard with [`BufferPool::redeem_read`]. Until then the buffer stays held.
+    /// Detaches the buffer into a plain id, to be sent elsewhere (to another thread, or another
+    /// process attached to the pool) and turned back into a read guard with
+    /// [`BufferPool::redeem_read`]. Until then the buffer stays held by this process: if the
+    /// process dies or detaches first, the buffer goes back to the pool and the id becomes stale.
     pub fn into_id(self) -> BufferId {
         let this = ManuallyDrop::new(self);
         let held = &this.held;
         held.pool
             .detach(held.index, held.generation, SlotState::ReadingDetached)
+    }
+}
+
+/// A buffer received from a fan-out port: read it, then drop the guard to drop the port's
+/// reference (the last one returns the buffer to the free queue).
+///
+/// See the [`port`](crate::port) module for an example.
+#[must_use = "dropping a port guard drops the port's reference at once"]
+pub struct PortGuard<'p> {
+    held: Held<'p>,
+    port: u8,
+    position: u64,
+}
+
+// SAFETY: as for `ReadGuard`: the port's reference keeps the buffer from being written while the
+// guard lives, and the guard only gives shared access.
+unsafe impl Send for PortGuard<'_> {}
+// SAFETY: as for `ReadGuard`.
+unsafe impl Sync for PortGuard<'_> {}
+
+impl<'p> PortGuard<'p> {
+    pub(crate) fn new(
+        pool: &'p BufferPool,
+        port: u8,
+        position: u64,
+        index: u32,
+        generation: u32,
+    ) -> PortGuard<'p> {
+        PortGuard {
+            held: Held::new(pool, index, generation),
+            port,
+            position,
+        }
+    }
+
+    /// The buffer's id (for logs: a port read cannot be detached into an id).
+    pub fn id(&self) -> BufferId {
+        self.held.id()
+    }
+
+    /// A description of the buffer (addresses, size, kind, ownership).
+    pub fn buffer(&self) -> Buffer {
+        self.held
+            .pool
+            .describe(self.held.index, self.held.generation)
+    }
+
+    /// The bytes the producer filled. Fails for memory the CPU cannot access.
+    pub fn as_slice(&self) -> Result<&[u8], HostAccessError> {
+        self.held.filled_bytes()
+    }
+
+    /// The metadata record the producer wrote.
+    pub fn meta(&self) -> &FrameMeta {
+        self.held.meta()
+    }
+}
+
+impl Drop for PortGuard<'_> {
+    fn drop(&mut self) {
+        let pool = self.held.pool;
+        // The cell goes first: a reference whose cell is gone and which is still counted is
+        // dropped by a reaper if this process dies right here.
+        pool.block
+            .port_queue(usize::from(self.port))
+            .release(self.position);
+        pool.drop_port_reference(self.port, self.held.index, self.held.generation);
+    }
+}
+
+impl fmt::Debug for PortGuard<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.held.fmt_as("PortGuard", f)
     }
 }
 

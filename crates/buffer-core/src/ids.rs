@@ -28,6 +28,23 @@ impl PoolId {
         PoolId(NEXT.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// A fresh id for a pool shared between processes: unique across processes and across
+    /// runs (it mixes the process id, the time and a counter), so that an id of one shared pool
+    /// is never mistaken for an id of another.
+    pub fn unique() -> PoolId {
+        use std::hash::{BuildHasher, Hasher};
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u32(std::process::id());
+        hasher.write_u64(NEXT.fetch_add(1, Ordering::Relaxed));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        hasher.write_u128(now.as_nanos());
+        // The high bit keeps shared pools' ids apart from private ones (small counters).
+        PoolId(hasher.finish() | 1 << 63)
+    }
+
     /// Rebuilds an id from [`PoolId::as_raw`]; whether a pool has it is checked where it is used.
     pub const fn from_raw(raw: u64) -> PoolId {
         PoolId(raw)

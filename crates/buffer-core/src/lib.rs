@@ -60,14 +60,24 @@ mod guard;
 #[cfg(not(loom))]
 mod ids;
 #[cfg(not(loom))]
+mod inspect;
+#[cfg(not(loom))]
 mod memory;
 #[cfg(not(loom))]
 mod meta;
 #[cfg(not(loom))]
 mod pool;
+#[cfg(not(loom))]
+pub mod port;
+#[cfg(not(loom))]
+mod process;
 mod queue;
 #[cfg(not(loom))]
+mod reclaim;
+#[cfg(not(loom))]
 mod region;
+#[cfg(not(loom))]
+mod segment;
 mod shm_safe;
 #[cfg(not(loom))]
 mod slot;
@@ -78,15 +88,23 @@ mod wait;
 pub use self::{
     block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN},
     error::{
-        AcquireError, BytesUsedError, Counts, CreatePoolError, Holder, Holders, HostAccessError,
-        InjectError, Queue, RedeemError, RemoveError, SlotStateName,
+        AcquireError, AttachError, BytesUsedError, Counts, CreatePoolError, Holder, Holders,
+        HostAccessError, InjectError, PortError, Queue, ReceiveError, RedeemError, RemoveError,
+        SegmentError, SegmentNameError, SlotStateName, SubscribeError,
     },
-    guard::{ReadGuard, WriteGuard},
+    guard::{PortGuard, ReadGuard, WriteGuard},
     ids::{BufferId, PoolId},
+    inspect::{BufferInfo, PortInfo, ProcessInfo},
     memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership},
     meta::{FrameMeta, MAX_PLANES, PixelFormat, Plane, VideoFormat},
     pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats},
+    port::{
+        DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published,
+        Subscription,
+    },
+    process::MAX_PROCESSES,
     region::{REGION_ALIGN, Region, RegionError},
+    segment::{MAX_SEGMENT_NAME_LEN, SegmentName},
     slot::SlotState,
     wait::Wait,
 };

@@ -4,23 +4,29 @@
 use std::ops::Deref;
 use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::block::{Block, BlockLayout, BlockView, MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN};
+use crate::block::{
+    BUFFER_ALIGN, Block, BlockIdentity, BlockLayout, BlockView, MAX_CATEGORY_LEN, MAX_NAME_LEN,
+    Shape, align_up,
+};
 use crate::error::{
-    AcquireError, Counts, CreatePoolError, Holder, Holders, InjectError, Queue, RedeemError,
+    AcquireError, AttachError, Counts, CreatePoolError, InjectError, Queue, RedeemError,
     RemoveError, SlotStateName,
 };
 use crate::guard::{ReadGuard, WriteGuard};
 use crate::memory::{BufferMemory, MemoryOwner};
 use crate::meta::FrameMeta;
-use crate::region::Region;
-use crate::slot::{Slot, SlotState, pack, unpack};
-use crate::wait::{Wait, WaitFailure, pop_waiting, wake_all, wake_one};
-use crate::{Buffer, BufferId, PoolId};
+use crate::port::{DEFAULT_PORT_DEPTH, MAX_PORT_NAME_LEN};
+use crate::process::{Identity, ProcessRecord};
+use crate::region::{REGION_ALIGN, Region};
+use crate::segment::{Segment, SegmentName};
+use crate::slot::{NO_OFFSET, Slot, SlotState, SlotWord};
+use crate::wait::{Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
+use crate::{Buffer, BufferId, MemoryKind, Ownership, PoolId};
 
 /// Capacity of a pool when none is given: room to grow well past typical frame-pool sizes.
 pub const DEFAULT_CAPACITY: u32 = 64;
@@ -46,6 +52,8 @@ pub struct PoolConfig {
     category: String,
     capacity: u32,
     hold_times: bool,
+    ports: Vec<String>,
+    port_depth: u32,
 }
 
 impl PoolConfig {
@@ -56,7 +64,44 @@ impl PoolConfig {
             category: "default".to_owned(),
             capacity: DEFAULT_CAPACITY,
             hold_times: true,
+            ports: Vec::new(),
+            port_depth: DEFAULT_PORT_DEPTH,
         }
+    }
+
+    /// Adds fan-out ports with these names (at most [`MAX_PORTS`](crate::MAX_PORTS) in all): named queues through
+    /// which one buffer reaches several consumers (see [`BufferPool::port`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::PoolConfig;
+    ///
+    /// let config = PoolConfig::new("camera").with_ports(["display", "encoder"]).with_port_depth(8);
+    /// assert_eq!(config.ports(), ["display", "encoder"]);
+    /// assert_eq!(config.port_depth(), 8);
+    /// ```
+    pub fn with_ports<S: Into<String>>(mut self, names: impl IntoIterator<Item = S>) -> PoolConfig {
+        self.ports.extend(names.into_iter().map(Into::into));
+        self
+    }
+
+    /// How many buffers each port can hold at once, queued and being read together (a power of
+    /// two, 2 to [`MAX_PORT_DEPTH`](crate::MAX_PORT_DEPTH); [`DEFAULT_PORT_DEPTH`] by default).
+    /// A port that is full refuses further buffers, so a slow consumer holds at most this many.
+    pub fn with_port_depth(mut self, depth: u32) -> PoolConfig {
+        self.port_depth = depth;
+        self
+    }
+
+    /// The port names set.
+    pub fn ports(&self) -> &[String] {
+        &self.ports
+    }
+
+    /// The port depth set.
+    pub fn port_depth(&self) -> u32 {
+        self.port_depth
     }
 
     /// Sets the category (a free-form grouping such as "video" or "audio").
@@ -126,8 +171,16 @@ impl PoolConfig {
         Ok(())
     }
 
+    fn shape(&self) -> Shape {
+        Shape {
+            capacity: self.capacity,
+            ports: self.ports.len().try_into().unwrap_or(u32::MAX),
+            port_depth: self.port_depth,
+        }
+    }
+
     fn validate(&self) -> Result<(), CreatePoolError> {
-        if self.capacity == 0 || self.capacity > MAX_CAPACITY {
+        if self.capacity == 0 || self.capacity > crate::MAX_CAPACITY {
             return Err(CreatePoolError::Capacity {
                 capacity: self.capacity,
             });
@@ -142,7 +195,17 @@ impl PoolConfig {
                 category: self.category.clone(),
             });
         }
-        Ok(())
+        for (index, port) in self.ports.iter().enumerate() {
+            if port.is_empty()
+                || port.len() > MAX_PORT_NAME_LEN
+                || self.ports[..index].contains(port)
+            {
+                return Err(CreatePoolError::PortName { name: port.clone() });
+            }
+        }
+        self.shape()
+            .check()
+            .map_err(|reason| CreatePoolError::Shape { reason })
     }
 }
 
@@ -170,13 +233,15 @@ pub struct Stats {
     pub min_free: Option<u32>,
     /// Most buffers on the filled queue right after a submission (how far consumers fell behind).
     pub max_filled: u32,
+    /// Buffers taken back from processes that died holding them.
+    pub reclaimed: u64,
 }
 
 /// `CLOCK_MONOTONIC_COARSE` packed as seconds (high 32 bits) and nanoseconds (low 32 bits): a
 /// vDSO read (no system call, ~4 ms resolution, enough to tell how long a buffer has been held),
 /// with no division on the acquire path.
 #[inline(always)]
-fn coarse_now() -> u64 {
+pub(crate) fn coarse_now() -> u64 {
     let now = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
     (now.tv_sec as u64) << 32 | now.tv_nsec as u64
 }
@@ -186,7 +251,7 @@ const NOT_RECORDED: u64 = 0;
 
 /// Converts a [`coarse_now`] value to a duration since the clock's origin; `None` for
 /// [`NOT_RECORDED`].
-fn coarse_to_duration(packed: u64) -> Option<Duration> {
+pub(crate) fn coarse_to_duration(packed: u64) -> Option<Duration> {
     (packed != NOT_RECORDED).then(|| Duration::new(packed >> 32, packed as u32))
 }
 
@@ -198,24 +263,35 @@ pub(crate) struct PoolInner {
     category: Arc<str>,
     /// Each slot's memory address in this process (null while vacant).
     addrs: Box<[AtomicPtr<u8>]>,
+    /// Each slot's length in this process: set when a buffer is added, or (shared pools) read
+    /// once when attaching, after checking that the buffer lies inside the segment, so that a
+    /// later change of the block by another process cannot make a slice longer.
+    lens: Box<[AtomicUsize]>,
     /// Each slot's memory owner, dropped when the buffer leaves the pool. Touched only when
     /// buffers are added or removed, never on the acquire/release path.
     owners: Mutex<Vec<Option<MemoryOwner>>>,
     /// Set once the pool is destroyed: buffers then leave the pool as soon as they are released.
     destroyed: AtomicBool,
+    /// This process's entry in the block's process table.
+    actor: u8,
+    record: ProcessRecord,
+    /// The shared-memory segment's name, for a shared pool.
+    segment: Option<SegmentName>,
 }
 
-/// A pool of reusable buffers with a free queue and a filled queue.
+/// A pool of reusable buffers with a free queue, a filled queue and optional fan-out ports.
 ///
 /// ```text
-/// producer:  acquire_free   -> write -> submit
+/// producer:  acquire_free   -> write -> submit (or publish to ports)
 /// consumer:  acquire_filled -> read  -> drop (back to free)
 /// ```
 ///
 /// A `BufferPool` is a cheap handle (clone it for each thread). Acquiring returns a guard that can
 /// only be submitted or dropped, so a buffer can be neither released twice nor leaked. All pool
-/// state lives in one position-independent block (see the crate docs); the fast path is a few
-/// atomic operations on it: no lock, no system call, no allocation.
+/// state lives in one position-independent block (see the crate docs), in private memory
+/// ([`BufferPool::create`]) or in a named shared-memory segment that other processes attach to
+/// ([`BufferPool::create_shared`], [`BufferPool::attach`]); the code is the same. The fast path is
+/// a few atomic operations on the block: no lock, no system call, no allocation.
 ///
 /// # Examples
 ///
@@ -239,13 +315,13 @@ pub(crate) struct PoolInner {
 pub struct BufferPool {
     /// The block's view, kept here (not behind the `Arc`) so that the fast path reaches the
     /// block with one load less. Valid as long as `inner`, which owns the block, is alive.
-    block: BlockView,
-    /// This process's id, recorded as the holder of the buffers it acquires.
-    holder: u32,
+    pub(crate) block: BlockView,
+    /// This process's actor number, recorded in the slots of the buffers it holds.
+    pub(crate) actor: u8,
     /// Whether acquiring records the time (the block's `FLAG_HOLD_TIMES`, copied so that the
     /// fast path does not read the header for it).
     hold_times: bool,
-    inner: Arc<PoolInner>,
+    pub(crate) inner: Arc<PoolInner>,
 }
 
 /// The creator's handle of a pool: adds and removes buffers, and destroys the pool when dropped.
@@ -267,45 +343,211 @@ pub struct PoolOwner {
     pool: BufferPool,
 }
 
+/// Where a new block goes, and what it is called there.
+struct Placement {
+    region: Region,
+    segment: Option<SegmentName>,
+    pool_id: PoolId,
+}
+
 impl BufferPool {
     /// Creates an empty pool in private memory; add buffers with [`PoolOwner::inject`].
     pub fn create(config: PoolConfig) -> Result<PoolOwner, CreatePoolError> {
         config.validate()?;
-        let layout = BlockLayout::new(config.capacity);
-        let region = Region::private(layout.len)?;
-        let id = PoolId::next();
-        let block = Block::init(
+        let layout = BlockLayout::new(config.shape());
+        let placement = Placement {
+            region: Region::private(layout.len)?,
+            segment: None,
+            pool_id: PoolId::next(),
+        };
+        BufferPool::init(&config, layout, placement, |_| {})
+    }
+
+    /// Creates a pool in a new shared-memory segment named `segment`, with `count` buffers of
+    /// `size` bytes each (64-byte aligned) in the same segment, all on the free queue. Other
+    /// processes attach to it by name with [`BufferPool::attach`]; the segment (mode 0600) is
+    /// removed from the namespace when the returned owner is dropped, and its memory is freed
+    /// when the last process unmaps it.
+    ///
+    /// Buffers cannot be added to or removed from a shared pool later: their memory is part of
+    /// the segment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let name = format!("doc-create-{}", std::process::id());
+    /// let owner = BufferPool::create_shared(&name, PoolConfig::new("camera").with_capacity(4), 4, 4096)?;
+    /// let other = BufferPool::attach(&name)?; // as another process would
+    /// let mut frame = owner.acquire_free(Wait::NoWait)?;
+    /// frame.as_mut_slice()?.fill(7);
+    /// frame.submit();
+    /// assert_eq!(other.acquire_filled(Wait::NoWait)?.as_slice()?[0], 7);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn create_shared(
+        segment: &str,
+        config: PoolConfig,
+        count: u32,
+        size: usize,
+    ) -> Result<PoolOwner, CreatePoolError> {
+        config.validate()?;
+        config.check_initial_buffers(count, size)?;
+        let layout = BlockLayout::new(config.shape());
+        let stride = align_up(size, BUFFER_ALIGN as usize);
+        let len = stride
+            .checked_mul(count as usize)
+            .and_then(|payload| payload.checked_add(layout.len))
+            .map(|len| align_up(len, REGION_ALIGN))
+            .ok_or(CreatePoolError::TooLarge { count, size })?;
+        let name = SegmentName::new(segment)?;
+        let region = Segment::create(&name, len)?;
+        let placement = Placement {
             region,
+            segment: Some(name),
+            pool_id: PoolId::unique(),
+        };
+        BufferPool::init(&config, layout, placement, |pool| {
+            for index in 0..count {
+                let offset = layout.len + index as usize * stride;
+                pool.add_segment_buffer(offset, size);
+            }
+        })
+    }
+
+    /// Attaches to the shared pool in segment `segment`, created by another process (or this
+    /// one) with [`BufferPool::create_shared`]. Everything this process will follow in the
+    /// segment is checked first; then buffers that processes which died held are reclaimed.
+    ///
+    /// The pool is detached when the last clone of the handle is dropped. Buffers this process
+    /// still holds then (ids it detached and nobody redeemed) go back to the pool.
+    pub fn attach(segment: &str) -> Result<BufferPool, AttachError> {
+        let name = SegmentName::new(segment).map_err(AttachError::Name)?;
+        let region = Segment::open(&name)?;
+        let block = Block::attach(region)?;
+        // SAFETY: used only within this call, while `block` is alive.
+        let view = unsafe { block.view() };
+        let pool_id = PoolId::from_raw(view.header().pool_id);
+        let name_str = String::from_utf8_lossy(view.header().name()).into_owned();
+        let category = String::from_utf8_lossy(view.header().category()).into_owned();
+        let pool = BufferPool::adopt(block, pool_id, &name_str, &category, Some(name)).ok_or(
+            AttachError::TooManyProcesses {
+                max: crate::MAX_PROCESSES,
+            },
+        )?;
+        let capacity = pool.capacity() as usize;
+        let base = view.base().as_ptr();
+        for index in 0..capacity {
+            let slot = view.slot(index as u32);
+            let offset = slot.data_offset.load(Ordering::Relaxed);
+            if offset == NO_OFFSET {
+                continue;
+            }
+            // `Block::attach` checked that the buffer lies inside the segment.
+            let size = slot.size.load(Ordering::Relaxed) as usize;
+            // SAFETY: `offset + size <= region.len()` (checked in `Block::attach`).
+            let addr = unsafe { base.add(offset as usize) };
+            pool.inner.addrs[index].store(addr, Ordering::Release);
+            pool.inner.lens[index].store(size, Ordering::Release);
+        }
+        pool.reclaim_dead();
+        Ok(pool)
+    }
+
+    /// Initialises a new block in `placement` and makes the owner's handle; `fill` adds the
+    /// initial buffers before anyone else can see the pool.
+    fn init(
+        config: &PoolConfig,
+        layout: BlockLayout,
+        placement: Placement,
+        fill: impl FnOnce(&BufferPool),
+    ) -> Result<PoolOwner, CreatePoolError> {
+        let block = Block::init(
+            placement.region,
             layout,
-            id.as_raw(),
+            &BlockIdentity {
+                pool_id: placement.pool_id.as_raw(),
+                name: &config.name,
+                category: &config.category,
+                hold_times: config.hold_times,
+                port_names: &config.ports,
+            },
+        );
+        let pool = BufferPool::adopt(
+            block,
+            placement.pool_id,
             &config.name,
             &config.category,
-            config.hold_times,
-        );
-        let capacity = config.capacity as usize;
+            placement.segment,
+        )
+        .expect("a new block has a free process entry");
+        fill(&pool);
+        Ok(PoolOwner { pool })
+    }
+
+    /// Makes this process's handle of `block`: registers the process in the block's process
+    /// table; `None` if the table is full even after reclaiming dead processes' entries.
+    fn adopt(
+        block: Block,
+        id: PoolId,
+        name: &str,
+        category: &str,
+        segment: Option<SegmentName>,
+    ) -> Option<BufferPool> {
+        // SAFETY: the view is stored beside the `Arc` that will own the block, in `BufferPool`
+        // and its clones, so the block outlives every use of it.
+        let view = unsafe { block.view() };
+        let me = Identity::current();
+        let claim = || {
+            view.processes()
+                .find_map(|(actor, entry)| entry.claim(me).then_some(actor))
+        };
+        let actor = match claim() {
+            Some(actor) => actor,
+            None => {
+                crate::reclaim::reclaim_dead_with(view, 0);
+                claim()?
+            }
+        };
+        let record = view.process(actor)?.read()?;
+        let capacity = view.capacity() as usize;
         let inner = PoolInner {
             block,
             id,
-            name: config.name.into(),
-            category: config.category.into(),
+            name: name.into(),
+            category: category.into(),
             addrs: (0..capacity)
                 .map(|_| AtomicPtr::new(ptr::null_mut()))
                 .collect(),
+            lens: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
             owners: Mutex::new((0..capacity).map(|_| None).collect()),
             destroyed: AtomicBool::new(false),
+            actor,
+            record,
+            segment,
         };
-        let inner = Arc::new(inner);
-        // SAFETY: the view is stored beside the `Arc` that owns the block, in `BufferPool` and
-        // its clones, so the block outlives every use of it.
-        let block = unsafe { inner.block.view() };
-        Ok(PoolOwner {
-            pool: BufferPool {
-                block,
-                holder: std::process::id(),
-                hold_times: block.hold_times(),
-                inner,
-            },
+        Some(BufferPool {
+            block: view,
+            actor,
+            hold_times: view.hold_times(),
+            inner: Arc::new(inner),
         })
+    }
+
+    /// Puts a buffer of the segment at `offset` into a vacant slot, on the free queue (while
+    /// creating a shared pool).
+    fn add_segment_buffer(&self, offset: usize, size: usize) {
+        let (index, generation) = self
+            .block
+            .claim_vacant_slot(self.actor)
+            .expect("a new pool has a slot for every initial buffer");
+        let slot = self.block.slot(index);
+        slot.set_description(size, MemoryKind::Host, Ownership::Owned, None);
+        slot.data_offset.store(offset as u64, Ordering::Relaxed);
+        // SAFETY: `offset + size` lies inside the segment, which was sized for every buffer.
+        let addr = unsafe { self.block.base().as_ptr().add(offset) };
+        self.publish_new_buffer(index, generation, addr, size, None, Queue::Free);
     }
 
     /// Creates a pool with `count` zeroed heap buffers of `size` bytes (64-byte aligned) on the
@@ -339,7 +581,7 @@ impl BufferPool {
         Ok(owner)
     }
 
-    /// The pool's id.
+    /// The pool's id (the same in every process attached to a shared pool).
     pub fn id(&self) -> PoolId {
         self.inner.id
     }
@@ -359,15 +601,26 @@ impl BufferPool {
         self.block.capacity()
     }
 
+    /// The shared-memory segment the pool lives in; `None` for a private pool.
+    pub fn segment(&self) -> Option<&str> {
+        self.inner.segment.as_ref().map(SegmentName::as_str)
+    }
+
+    /// This process's number in the pool's process table (1 to
+    /// [`MAX_PROCESSES`](crate::MAX_PROCESSES)).
+    pub fn actor(&self) -> u8 {
+        self.actor
+    }
+
     /// Takes a buffer from the free queue, waiting as `wait` says, for a producer to fill.
     #[inline(always)]
     pub fn acquire_free(&self, wait: Wait) -> Result<WriteGuard<'_>, AcquireError> {
-        let (index, generation) = self.take(Queue::Free, wait, SlotState::Writing)?;
+        let (index, generation) = self.take(Queue::Free, wait)?;
         let slot = self.block.slot(index);
-        let size = slot.size.load(Ordering::Relaxed);
-        // SAFETY: popping `index` from the free queue made this thread the slot's only owner
+        let size = self.len_of(index);
+        // SAFETY: taking `index` from the free queue made this thread the slot's only owner
         // (slot module docs), so nobody else accesses its metadata.
-        unsafe { (*slot.meta.get()).reset(size) };
+        unsafe { (*slot.meta.get()).reset(size as u64) };
         self.note_free_level();
         Ok(WriteGuard::new(self, index, generation))
     }
@@ -378,42 +631,119 @@ impl BufferPool {
     /// once the filled queue is empty.
     #[inline(always)]
     pub fn acquire_filled(&self, wait: Wait) -> Result<ReadGuard<'_>, AcquireError> {
-        let (index, generation) = self.take(Queue::Filled, wait, SlotState::Reading)?;
+        let (index, generation) = self.take(Queue::Filled, wait)?;
         Ok(ReadGuard::new(self, index, generation))
     }
 
-    /// Takes a buffer off `queue` and marks it held by this process in `state`; returns its slot
-    /// and generation.
+    /// Takes a buffer off `queue` and marks it held by this process; returns its slot and
+    /// generation. The fast path is one cell CAS, the head's CAS and two stores; waiting and
+    /// errors are in [`BufferPool::take_slow`].
     #[inline(always)]
-    fn take(&self, queue: Queue, wait: Wait, state: SlotState) -> Result<(u32, u32), AcquireError> {
-        let index = self.pop(queue, wait)?;
-        let slot = self.block.slot(index);
-        let (generation, _) = unpack(slot.state_word());
-        slot.set_state(generation, state);
-        slot.mark_held(self.holder, self.hold_time());
-        Ok((index, generation))
+    fn take(&self, queue: Queue, wait: Wait) -> Result<(u32, u32), AcquireError> {
+        match self.try_take(queue) {
+            Some(taken) => Ok(taken),
+            None => self.take_slow(queue, wait),
+        }
     }
 
-    /// Turns an id made by [`WriteGuard::into_id`] back into the write guard, exactly once.
+    /// One attempt at [`BufferPool::take`], without waiting.
+    #[inline(always)]
+    fn try_take(&self, queue: Queue) -> Option<(u32, u32)> {
+        // A closed pool hands out no free buffers (producers stop) but still its filled ones
+        // (consumers drain what was submitted).
+        if queue == Queue::Free && self.is_closed() {
+            return None;
+        }
+        let (ring, _) = self.block.queue(queue);
+        let (position, index) = ring.take(self.actor)?;
+        let taken = self.hold_taken(index, queue);
+        // The slot now names this process as its holder: the cell may go.
+        ring.release(position);
+        taken
+    }
+
+    /// Marks the buffer in slot `index`, just taken from `queue`, as held by this process.
+    /// `None` if the slot is not a queued buffer of that queue (a corrupt block).
+    #[inline(always)]
+    fn hold_taken(&self, index: u32, queue: Queue) -> Option<(u32, u32)> {
+        let slot = self.block.slot_checked(index)?;
+        let word = slot.word();
+        let (queued, held) = match queue {
+            Queue::Free => (SlotState::Free, SlotState::Writing),
+            Queue::Filled => (SlotState::Filled, SlotState::Reading),
+        };
+        if word.state != Some(queued) {
+            return None;
+        }
+        slot.set(SlotWord::new(word.generation, held).by(self.actor));
+        slot.note_acquired(self.hold_time());
+        Some((index, word.generation))
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn take_slow(&self, queue: Queue, wait: Wait) -> Result<(u32, u32), AcquireError> {
+        let header = self.block.header();
+        let closed = || AcquireError::Closed {
+            pool: self.inner.name.clone(),
+            queue,
+        };
+        if queue == Queue::Free && self.is_closed() {
+            return Err(closed());
+        }
+        let (_, word) = self.block.queue(queue);
+        let source = TakeFrom { pool: self, queue };
+        let result = wait_for(&source, word, wait, || {
+            header.waits.fetch_add(1, Ordering::Relaxed);
+        });
+        result.map_err(|failure| match failure {
+            WaitFailure::Closed => closed(),
+            WaitFailure::TimedOut => match wait {
+                Wait::Timeout(waited) => {
+                    header.timeouts.fetch_add(1, Ordering::Relaxed);
+                    AcquireError::Timeout {
+                        pool: self.inner.name.clone(),
+                        queue,
+                        waited,
+                        counts: self.counts(),
+                        holders: self.holders(),
+                    }
+                }
+                Wait::NoWait | Wait::Forever => AcquireError::Empty {
+                    pool: self.inner.name.clone(),
+                    queue,
+                    counts: self.counts(),
+                },
+            },
+        })
+    }
+
+    /// Turns an id made by [`WriteGuard::into_id`] back into the write guard, exactly once, in
+    /// this process or any other attached to the pool.
     pub fn redeem_write(&self, id: BufferId) -> Result<WriteGuard<'_>, RedeemError> {
         self.redeem(id, SlotState::WritingDetached, SlotState::Writing)?;
         Ok(WriteGuard::new(self, id.slot, id.generation))
     }
 
-    /// Turns an id made by [`ReadGuard::into_id`] back into the read guard, exactly once.
+    /// Turns an id made by [`ReadGuard::into_id`] back into the read guard, exactly once, in
+    /// this process or any other attached to the pool.
     pub fn redeem_read(&self, id: BufferId) -> Result<ReadGuard<'_>, RedeemError> {
         self.redeem(id, SlotState::ReadingDetached, SlotState::Reading)?;
         Ok(ReadGuard::new(self, id.slot, id.generation))
     }
 
-    /// Closes the pool: every waiter (in any thread) wakes with [`AcquireError::Closed`],
-    /// `acquire_free` fails from now on, and `acquire_filled` fails once the filled queue is empty.
-    /// Guards alive keep working; their buffers go back to the free queue as usual.
+    /// Closes the pool: every waiter (in any thread or process) wakes with
+    /// [`AcquireError::Closed`], `acquire_free` fails from now on, and `acquire_filled` and port
+    /// receives fail once their queue is empty. Guards alive keep working; their buffers go back
+    /// to the free queue as usual.
     pub fn close(&self) {
         let header = self.block.header();
         header.closed.store(1, Ordering::SeqCst);
         wake_all(&header.free_wait);
         wake_all(&header.filled_wait);
+        for index in 0..self.block.shape().ports as usize {
+            wake_all(&self.block.port(index).wait);
+        }
     }
 
     /// Whether [`BufferPool::close`] was called (or the pool destroyed).
@@ -436,35 +766,6 @@ impl BufferPool {
         }
     }
 
-    /// Who holds buffers right now: each holder's process id, how many buffers it holds and for
-    /// how long it has held the oldest (if the pool records hold times), most buffers first. Scans the slot table; meant for
-    /// diagnostics, not for the fast path.
-    pub fn holders(&self) -> Holders {
-        let now = coarse_to_duration(coarse_now());
-        let mut holders: Vec<Holder> = Vec::new();
-        for index in 0..self.capacity() {
-            let slot = self.block.slot(index);
-            let Some(pid) = slot.holder() else { continue };
-            let held_since = coarse_to_duration(slot.acquired_at.load(Ordering::Relaxed));
-            let held_for = now
-                .zip(held_since)
-                .map(|(now, since)| now.saturating_sub(since));
-            match holders.iter_mut().find(|holder| holder.pid == pid) {
-                Some(holder) => {
-                    holder.buffers += 1;
-                    holder.longest = holder.longest.max(held_for);
-                }
-                None => holders.push(Holder {
-                    pid,
-                    buffers: 1,
-                    longest: held_for,
-                }),
-            }
-        }
-        holders.sort_by(|a, b| b.buffers.cmp(&a.buffers).then(a.pid.cmp(&b.pid)));
-        Holders(holders)
-    }
-
     /// Statistics since the pool was created.
     pub fn stats(&self) -> Stats {
         let block = &self.block;
@@ -479,10 +780,11 @@ impl BufferPool {
             timeouts: header.timeouts.load(Ordering::Relaxed),
             min_free: (min_free != u32::MAX).then_some(min_free),
             max_filled: header.filled_high_water.load(Ordering::Relaxed),
+            reclaimed: header.reclaimed.load(Ordering::Relaxed),
         }
     }
 
-    // ----- internals shared with the guards -----
+    // ----- internals shared with the guards, the ports and the reaper -----
 
     #[inline(always)]
     pub(crate) fn slot(&self, index: u32) -> &Slot {
@@ -494,13 +796,19 @@ impl BufferPool {
         self.inner.addrs[index as usize].load(Ordering::Acquire)
     }
 
+    /// The length of slot `index`'s buffer as this process knows it.
+    #[inline]
+    pub(crate) fn len_of(&self, index: u32) -> usize {
+        self.inner.lens[index as usize].load(Ordering::Acquire)
+    }
+
     pub(crate) fn describe(&self, index: u32, generation: u32) -> Buffer {
-        let (size, kind, ownership, phys_addr) = self.slot(index).describe();
+        let (_, kind, ownership, phys_addr) = self.slot(index).describe();
         Buffer {
             id: BufferId::new(self.id(), index, generation),
             virt_addr: self.addr(index) as usize,
             phys_addr,
-            size,
+            size: self.len_of(index),
             ownership,
             kind,
         }
@@ -509,9 +817,8 @@ impl BufferPool {
     /// Puts a held buffer back on the free queue (a guard's drop).
     #[inline(always)]
     pub(crate) fn release(&self, index: u32, generation: u32) {
-        let slot = self.slot(index);
-        slot.mark_unheld();
-        slot.set_state(generation.wrapping_add(1), SlotState::Free);
+        self.slot(index)
+            .set(SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor));
         self.push(Queue::Free, index);
         self.release_if_destroyed();
     }
@@ -519,9 +826,8 @@ impl BufferPool {
     /// Puts a written buffer on the filled queue (a write guard's `submit`).
     #[inline(always)]
     pub(crate) fn submit(&self, index: u32, generation: u32) {
-        let slot = self.slot(index);
-        slot.mark_unheld();
-        slot.set_state(generation, SlotState::Filled);
+        self.slot(index)
+            .set(SlotWord::new(generation, SlotState::Filled).by(self.actor));
         self.push(Queue::Filled, index);
         self.note_filled_level();
         self.release_if_destroyed();
@@ -530,7 +836,7 @@ impl BufferPool {
     /// The time to record for an acquisition: [`coarse_now`], or 0 ("not recorded") when the
     /// pool records no hold times.
     #[inline(always)]
-    fn hold_time(&self) -> u64 {
+    pub(crate) fn hold_time(&self) -> u64 {
         if self.hold_times {
             coarse_now()
         } else {
@@ -550,78 +856,42 @@ impl BufferPool {
 
     /// Marks a held buffer as detached into an id (a guard's `into_id`).
     pub(crate) fn detach(&self, index: u32, generation: u32, state: SlotState) -> BufferId {
-        self.slot(index).set_state(generation, state);
+        self.slot(index)
+            .set(SlotWord::new(generation, state).by(self.actor));
         BufferId::new(self.id(), index, generation)
     }
 
+    /// Puts slot `index` on `queue`, its state word already saying so, and wakes a waiter.
     #[inline(always)]
-    fn push(&self, queue: Queue, index: u32) {
+    pub(crate) fn push(&self, queue: Queue, index: u32) {
         let (ring, word) = self.block.queue(queue);
-        // The queues have a cell for every slot and a slot is queued at most once, so a push
-        // cannot find its queue full.
-        ring.push(index)
-            .unwrap_or_else(|_| panic!("pool '{}': {queue} queue overflow", self.name()));
-        wake_one(word);
-    }
-
-    /// Takes a slot index from `queue`: the fast path is one queue pop (plus, for the free queue,
-    /// one load of the closed flag); waiting and errors are in [`BufferPool::pop_slow`].
-    #[inline(always)]
-    fn pop(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
-        let (ring, _) = self.block.queue(queue);
-        // A closed pool hands out no free buffers (producers stop) but still its filled ones
-        // (consumers drain what was submitted).
-        if (queue == Queue::Filled || !self.is_closed())
-            && let Some(index) = ring.pop()
-        {
-            return Ok(index);
+        match ring.push(index) {
+            Ok(_) => wake_one(word),
+            Err(_) => self.push_slow(queue, index),
         }
-        self.pop_slow(queue, wait)
     }
 
+    /// A push that found its queue full at the tail: the queues have twice as many cells as
+    /// buffers, so a cell there is still TAKEN by a process that is about to release it, or by
+    /// one that died (reclaimed here).
     #[cold]
     #[inline(never)]
-    fn pop_slow(&self, queue: Queue, wait: Wait) -> Result<u32, AcquireError> {
-        let header = self.block.header();
+    fn push_slow(&self, queue: Queue, index: u32) {
         let (ring, word) = self.block.queue(queue);
-        if queue == Queue::Free && self.is_closed() {
-            return Err(AcquireError::Closed {
-                pool: self.inner.name.clone(),
-                queue,
-            });
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            std::thread::yield_now();
+            self.reclaim_dead();
+            if ring.push(index).is_ok() {
+                wake_one(word);
+                return;
+            }
         }
-        let result = pop_waiting(
-            ring,
-            word,
-            wait,
-            || self.is_closed(),
-            || {
-                header.waits.fetch_add(1, Ordering::Relaxed);
-            },
+        // Only a corrupt block gets here: its queue positions or cells were overwritten.
+        eprintln!(
+            "bufpool: pool '{}': the {queue} queue stayed full for 5 s, which only a corrupt pool block explains; buffer {index} is left out of it",
+            self.name()
         );
-        result.map_err(|failure| match failure {
-            WaitFailure::Closed => AcquireError::Closed {
-                pool: self.inner.name.clone(),
-                queue,
-            },
-            WaitFailure::TimedOut => match wait {
-                Wait::Timeout(waited) => {
-                    header.timeouts.fetch_add(1, Ordering::Relaxed);
-                    AcquireError::Timeout {
-                        pool: self.inner.name.clone(),
-                        queue,
-                        waited,
-                        counts: self.counts(),
-                        holders: self.holders(),
-                    }
-                }
-                Wait::NoWait | Wait::Forever => AcquireError::Empty {
-                    pool: self.inner.name.clone(),
-                    queue,
-                    counts: self.counts(),
-                },
-            },
-        })
     }
 
     /// Updates the free queue's low-water mark after an acquisition: a few loads, and a write
@@ -653,68 +923,122 @@ impl BufferPool {
                 pool_id: self.id(),
             });
         }
-        if id.slot >= self.capacity() {
+        let Some(slot) = self.block.slot_checked(id.slot) else {
             return Err(RedeemError::NoSuchSlot {
                 id,
                 pool: self.inner.name.clone(),
                 capacity: self.capacity(),
             });
-        }
-        let slot = self.slot(id.slot);
-        match slot.state.compare_exchange(
-            pack(id.generation, from),
-            pack(id.generation, to),
-            Ordering::AcqRel,
-            Ordering::Acquire,
-        ) {
-            Ok(_) => Ok(()),
-            Err(actual) => {
-                let (current, state) = unpack(actual);
-                Err(if current != id.generation {
-                    RedeemError::Stale {
-                        id,
-                        pool: self.inner.name.clone(),
-                        current,
-                    }
-                } else {
-                    RedeemError::NotDetached {
-                        id,
-                        wanted: if to == SlotState::Writing {
-                            "write"
-                        } else {
-                            "read"
-                        },
-                        state: SlotStateName(state),
-                    }
-                })
+        };
+        loop {
+            let word = slot.word();
+            if word.generation != id.generation {
+                return Err(RedeemError::Stale {
+                    id,
+                    pool: self.inner.name.clone(),
+                    current: word.generation,
+                });
+            }
+            if word.state != Some(from) {
+                return Err(RedeemError::NotDetached {
+                    id,
+                    wanted: if to == SlotState::Writing {
+                        "write"
+                    } else {
+                        "read"
+                    },
+                    state: SlotStateName(word.state),
+                });
+            }
+            let held = SlotWord::new(id.generation, to).by(self.actor);
+            if slot.replace(word, held).is_ok() {
+                return Ok(());
             }
         }
+    }
+
+    /// Records a new buffer in slot `index` (claimed for injection) and queues it.
+    fn publish_new_buffer(
+        &self,
+        index: u32,
+        generation: u32,
+        addr: *mut u8,
+        len: usize,
+        owner: Option<MemoryOwner>,
+        queue: Queue,
+    ) {
+        let slot = self.block.slot(index);
+        // SAFETY: claiming the vacant slot made this thread its only owner.
+        let meta = unsafe { &mut *slot.meta.get() };
+        *meta = FrameMeta::default();
+        meta.reset(len as u64);
+        self.inner.addrs[index as usize].store(addr, Ordering::Release);
+        self.inner.lens[index as usize].store(len, Ordering::Release);
+        self.inner.owners.lock()[index as usize] = owner;
+        self.block.header().buffers.fetch_add(1, Ordering::SeqCst);
+        let state = match queue {
+            Queue::Free => SlotState::Free,
+            Queue::Filled => SlotState::Filled,
+        };
+        slot.set(SlotWord::new(generation, state).by(self.actor));
+        self.push(queue, index);
+    }
+}
+
+/// A wait for a buffer on one of the pool's two queues.
+struct TakeFrom<'a> {
+    pool: &'a BufferPool,
+    queue: Queue,
+}
+
+impl Waitable for TakeFrom<'_> {
+    type Item = (u32, u32);
+
+    fn try_take(&self) -> Option<(u32, u32)> {
+        self.pool.try_take(self.queue)
+    }
+
+    fn has_claimed(&self) -> bool {
+        self.pool.block.queue(self.queue).0.has_claimed()
+    }
+
+    fn is_closed(&self) -> bool {
+        self.pool.is_closed()
+    }
+
+    fn on_idle(&self) {
+        self.pool.reclaim_dead();
     }
 }
 
 impl PoolInner {
-    /// Takes buffer `index` (owned by the caller, just popped) out of the pool and returns its
+    /// Takes buffer `index` (owned by the caller, just taken) out of the pool and returns its
     /// memory owner; the caller drops it (releasing the memory) outside any lock.
     fn take_out(&self, index: u32) -> Option<MemoryOwner> {
         // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
         let block = unsafe { self.block.view() };
         let slot = block.slot(index);
-        let (generation, _) = unpack(slot.state_word());
-        slot.set_state(generation, SlotState::Removing);
+        let generation = slot.word().generation;
+        slot.set(SlotWord::new(generation, SlotState::Removing).by(self.actor));
         let owner = self.owners.lock()[index as usize].take();
         self.addrs[index as usize].store(ptr::null_mut(), Ordering::Release);
+        self.lens[index as usize].store(0, Ordering::Release);
         block.header().buffers.fetch_sub(1, Ordering::SeqCst);
-        slot.set_state(generation.wrapping_add(1), SlotState::Vacant);
+        slot.set(SlotWord::new(generation.wrapping_add(1), SlotState::Vacant));
         owner
     }
 
-    /// Takes every queued buffer out of the pool, releasing its memory (used once destroyed).
+    /// Takes every queued buffer out of the pool, releasing its memory (used once a private
+    /// pool is destroyed).
     fn release_queued_buffers(&self) {
         // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
         let block = unsafe { self.block.view() };
         for queue in [block.free_queue(), block.filled_queue()] {
-            while let Some(index) = queue.pop() {
-                drop(self.take_out(index));
+            while let Some((position, index)) = queue.take(self.actor) {
+                queue.release(position);
+                if block.slot_checked(index).is_some() {
+                    drop(self.take_out(index));
+                }
             }
         }
     }
@@ -722,55 +1046,54 @@ impl PoolInner {
 
 impl PoolOwner {
     /// Adds a buffer to the pool, on the `queue` given (a decoder's frames go straight to
-    /// `Filled`). Fails when every slot holds a buffer or the pool is closed; the memory's owner
-    /// is then dropped, releasing it.
+    /// `Filled`). Fails when every slot holds a buffer, the pool is closed, or it is a shared
+    /// pool (whose buffers are part of its segment); the memory's owner is then dropped,
+    /// releasing it.
     pub fn inject(&self, memory: BufferMemory, queue: Queue) -> Result<(), InjectError> {
         let inner = &self.pool.inner;
         let name = || inner.name.clone();
+        if inner.segment.is_some() {
+            return Err(InjectError::Shared { pool: name() });
+        }
         if self.pool.is_closed() {
             return Err(InjectError::Closed { pool: name() });
         }
         if memory.is_empty() {
             return Err(InjectError::Empty { pool: name() });
         }
-        let (index, generation) = self
-            .pool
-            .block
-            .claim_vacant_slot()
-            .ok_or(InjectError::Full {
-                pool: name(),
-                capacity: self.pool.capacity(),
-            })?;
+        let (index, generation) =
+            self.pool
+                .block
+                .claim_vacant_slot(self.pool.actor)
+                .ok_or(InjectError::Full {
+                    pool: name(),
+                    capacity: self.pool.capacity(),
+                })?;
         let slot = self.pool.block.slot(index);
-        let ownership = memory.ownership();
-        slot.set_description(memory.len, memory.kind, ownership, memory.phys);
-        // SAFETY: claiming the vacant slot made this thread its only owner.
-        let meta = unsafe { &mut *slot.meta.get() };
-        *meta = FrameMeta::default();
-        meta.reset(memory.len as u64);
-        inner.addrs[index as usize].store(memory.addr, Ordering::Release);
-        inner.owners.lock()[index as usize] = memory.owner;
-        self.pool
-            .block
-            .header()
-            .buffers
-            .fetch_add(1, Ordering::SeqCst);
-        let state = match queue {
-            Queue::Free => SlotState::Free,
-            Queue::Filled => SlotState::Filled,
-        };
-        slot.set_state(generation, state);
-        self.pool.push(queue, index);
+        slot.set_description(memory.len, memory.kind, memory.ownership(), memory.phys);
+        self.pool.publish_new_buffer(
+            index,
+            generation,
+            memory.addr,
+            memory.len,
+            memory.owner,
+            queue,
+        );
         Ok(())
     }
 
     /// Takes one free buffer out of the pool (waiting as `wait` says) and releases its memory
     /// (for owned memory; external memory is only forgotten). Buffers in use or filled are never
-    /// taken.
+    /// taken. Shared pools keep their buffers: [`RemoveError::Shared`].
     pub fn remove(&self, wait: Wait) -> Result<(), RemoveError> {
-        let index = self
+        if self.pool.inner.segment.is_some() {
+            return Err(RemoveError::Shared {
+                pool: self.pool.inner.name.clone(),
+            });
+        }
+        let (index, _) = self
             .pool
-            .pop(Queue::Free, wait)
+            .take(Queue::Free, wait)
             .map_err(RemoveError::NoFreeBuffer)?;
         drop(self.pool.inner.take_out(index));
         Ok(())
@@ -790,19 +1113,42 @@ impl Deref for PoolOwner {
 }
 
 impl Drop for PoolOwner {
-    /// Destroys the pool: closes it (waking every waiter) and releases every buffer not held.
-    /// Buffers held by guards are released when their guard drops; a [`BufferPool`] handle kept
-    /// after this sees a closed, empty pool.
+    /// Destroys the pool: closes it (waking every waiter, in every process) and releases every
+    /// buffer not held. For a private pool, buffers held by guards are released when their guard
+    /// drops, and a [`BufferPool`] handle kept after this sees a closed, empty pool. For a shared
+    /// pool, the segment's name is removed, so no process can attach any more; processes
+    /// attached keep a valid, closed pool until they detach, and the memory is freed when the
+    /// last one does.
     fn drop(&mut self) {
         let inner = &self.pool.inner;
-        inner.destroyed.store(true, Ordering::SeqCst);
+        self.pool
+            .block
+            .header()
+            .destroyed
+            .store(1, Ordering::SeqCst);
         self.pool.close();
-        inner.release_queued_buffers();
+        match &inner.segment {
+            Some(name) => Segment::unlink(name),
+            None => {
+                inner.destroyed.store(true, Ordering::SeqCst);
+                inner.release_queued_buffers();
+            }
+        }
     }
 }
 
 impl Drop for PoolInner {
     fn drop(&mut self) {
+        // SAFETY: used only within this call, while `self` (owning the block) is alive.
+        let block = unsafe { self.block.view() };
+        // Detaching: what this process still holds (ids it detached that nobody redeemed) goes
+        // back to the pool, then its process entry is freed for another process.
+        if self.segment.is_some() {
+            crate::reclaim::reclaim_own(block, self.actor);
+        }
+        if let Some(entry) = block.process(self.actor) {
+            entry.free(self.record);
+        }
         // Every guard and handle is gone: whatever memory is still owned (buffers whose release
         // raced with destruction) is released now, exactly once, by dropping its owner.
         self.owners.get_mut().clear();
@@ -815,6 +1161,7 @@ impl std::fmt::Debug for BufferPool {
             .field("id", &self.id())
             .field("name", &self.name())
             .field("category", &self.category())
+            .field("segment", &self.segment())
             .field("counts", &self.counts())
             .finish()
     }

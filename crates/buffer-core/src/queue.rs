@@ -1,52 +1,140 @@
 //! A bounded lock-free multi-producer multi-consumer queue of slot indices that lives inside the
-//! pool block.
+//! pool block, and that stays consistent whichever process is killed, between any two
+//! instructions, while using it.
 //!
-//! The algorithm is Dmitry Vyukov's bounded MPMC queue, as in crossbeam's `ArrayQueue`: every cell
-//! carries a *stamp* that says whose turn it is. `head` and `tail` are ever-increasing positions
-//! (64 bits never wrap in practice); position `p` uses cell `p & mask`.
+//! # Cells
 //!
-//! - A cell at position `p` is ready for a push when its stamp equals `p`, and ready for a pop
-//!   when its stamp equals `p + 1`.
-//! - A push claims position `tail` with a CAS, stores the value, then publishes stamp `tail + 1`.
-//! - A pop claims position `head` with a CAS, reads the value, then stamps the cell `head + cells`,
-//!   which is the position at which it is next ready for a push (one lap later).
+//! Every cell is one 64-bit word, changed only by compare-and-swap or by its current owner:
 //!
-//! Pools never hold more buffers than cells, so a push into a queue of a pool never finds it full;
-//! [`QueueRef::push`] still reports fullness instead of overwriting, which a corrupt block could
-//! otherwise cause.
+//! ```text
+//! bits 63..32  seq     the position the cell is at (low 32 bits of it)
+//! bits 31..30  state   EMPTY, FULL, TAKEN or RESERVED
+//! bits 29..22  actor   who took or reserved the cell (a process slot, 1..=255)
+//! bits 21..0   value   a slot index
+//! ```
+//!
+//! `head` and `tail` are ever-increasing positions; position `p` uses cell `p & mask`. A cell
+//! ready for a push at position `p` reads `(p, EMPTY)`.
+//!
+//! - **push**: CAS the cell at `tail` from `(t, EMPTY)` to `(t, FULL, value)`, then move `tail`
+//!   on (a CAS that anyone who finds the cell claimed also tries, so a pusher killed after its
+//!   cell CAS never stalls the queue).
+//! - **take**: CAS the cell at `head` from `(h, FULL, value)` to `(h, TAKEN, actor, value)`, then
+//!   move `head` on (helped in the same way). The cell keeps naming its taker and the value until
+//!   the taker **releases** it (stores `(h + cells, EMPTY)`, ready for the next lap) after it has
+//!   recorded the value somewhere else: a buffer is at every moment either in a cell or recorded
+//!   by its holder, which is what lets a survivor reclaim exactly what a killed process held.
+//! - **reserve / publish** (ports): a push in two steps, `(t, EMPTY)` → `(t, RESERVED, actor,
+//!   value)` → `(t, FULL, value)`, so that the pusher can record the reference between them.
+//!
+//! A cell still TAKEN or RESERVED a lap later makes the queue look full at that position until
+//! its owner (or the reaper of a dead owner) releases it; pools give their free and filled queues
+//! twice as many cells as buffers, so in practice only a dead owner does that.
+//!
+//! Every loop is bounded: a corrupt block makes an operation report "empty" or "full", never spin
+//! for ever.
 
 use std::sync::atomic::Ordering;
 
 use crate::shm_safe::CachePadded;
 #[cfg(not(loom))]
 use crate::shm_safe::ShmSafe;
-use crate::sync::{AtomicU64, spin_loop};
+use crate::sync::AtomicU64;
 
 /// The queue's two positions, each on its own cache line.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct QueueCtrl {
-    /// Next position to pop.
+    /// Next position to take.
     head: CachePadded<AtomicU64>,
     /// Next position to push.
     tail: CachePadded<AtomicU64>,
 }
 
-/// One cell: a stamp (see the module docs) and a slot index.
+/// One cell: a single word, see the module docs.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct QueueCell {
-    stamp: AtomicU64,
-    value: AtomicU64,
+    word: AtomicU64,
 }
 
 // SAFETY: `#[repr(C)]`, two `CachePadded<AtomicU64>`: integers only, any bit pattern valid.
 // (Not under loom, whose atomics are model objects, not plain integers.)
 #[cfg(not(loom))]
 unsafe impl ShmSafe for QueueCtrl {}
-// SAFETY: `#[repr(C)]`, two `AtomicU64`.
+// SAFETY: `#[repr(C)]`, one `AtomicU64`.
 #[cfg(not(loom))]
 unsafe impl ShmSafe for QueueCell {}
+
+/// What a cell holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CellState {
+    /// Ready for a push at its position.
+    Empty,
+    /// Holds a value waiting to be taken.
+    Full,
+    /// Taken by `actor`, who has not released it yet.
+    Taken,
+    /// Reserved by `actor` for a push it has not published yet.
+    Reserved,
+}
+
+/// A cell's word, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Cell {
+    pub(crate) seq: u32,
+    pub(crate) state: CellState,
+    pub(crate) actor: u8,
+    pub(crate) value: u32,
+}
+
+/// Largest value a cell can hold (22 bits; pools have at most `MAX_CAPACITY` = 2^20 slots).
+pub(crate) const MAX_VALUE: u32 = (1 << 22) - 1;
+
+impl Cell {
+    const fn encode(self) -> u64 {
+        let state = match self.state {
+            CellState::Empty => 0,
+            CellState::Full => 1,
+            CellState::Taken => 2,
+            CellState::Reserved => 3,
+        };
+        (self.seq as u64) << 32
+            | state << 30
+            | (self.actor as u64) << 22
+            | (self.value & MAX_VALUE) as u64
+    }
+
+    const fn decode(word: u64) -> Cell {
+        Cell {
+            seq: (word >> 32) as u32,
+            state: match (word >> 30) & 3 {
+                0 => CellState::Empty,
+                1 => CellState::Full,
+                2 => CellState::Taken,
+                _ => CellState::Reserved,
+            },
+            actor: (word >> 22) as u8,
+            value: word as u32 & MAX_VALUE,
+        }
+    }
+
+    const fn empty(position: u64) -> Cell {
+        Cell {
+            seq: position as u32,
+            state: CellState::Empty,
+            actor: 0,
+            value: 0,
+        }
+    }
+}
+
+/// A push found no cell ready: the cell at the tail is still used one lap earlier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Full {
+    /// The cell in the way, as read.
+    pub(crate) blocker: Cell,
+}
 
 /// A view of one queue in a block. `cells.len()` is a power of two.
 #[derive(Clone, Copy)]
@@ -55,11 +143,10 @@ pub(crate) struct QueueRef<'a> {
     cells: &'a [QueueCell],
 }
 
-/// How many cells a queue for `capacity` indices has: the next power of two, so that a position
-/// maps to its cell with a mask instead of a division, and at least 2, because with a single cell
-/// the stamp "pushed at `p`" would equal "ready for a push at `p + 1`".
+/// How many cells a pool's queue for `capacity` buffers has: twice the next power of two (at
+/// least 2), so that buffers in transit between a TAKEN cell and its release never fill it.
 pub(crate) fn cells_for(capacity: u32) -> usize {
-    (capacity.max(2) as usize).next_power_of_two()
+    (capacity.max(1) as usize).next_power_of_two() * 2
 }
 
 impl<'a> QueueRef<'a> {
@@ -76,106 +163,160 @@ impl<'a> QueueRef<'a> {
         self.ctrl.head.store(0, Ordering::Relaxed);
         self.ctrl.tail.store(0, Ordering::Relaxed);
         for (position, cell) in self.cells.iter().enumerate() {
-            cell.stamp.store(position as u64, Ordering::Relaxed);
-            cell.value.store(0, Ordering::Relaxed);
+            cell.word
+                .store(Cell::empty(position as u64).encode(), Ordering::Relaxed);
         }
     }
 
-    #[inline]
-    fn mask(&self) -> u64 {
-        self.cells.len() as u64 - 1
-    }
-
-    #[inline]
+    #[inline(always)]
     fn cell(&self, position: u64) -> &QueueCell {
-        &self.cells[(position & self.mask()) as usize]
+        &self.cells[position as usize & (self.cells.len() - 1)]
     }
 
-    /// Appends `value`; `Err(value)` if every cell is taken.
+    /// Most retries one operation makes. Each retry means that another thread moved a position
+    /// or changed the cell in between; this many in a row only happens in a corrupt block.
+    #[inline(always)]
+    fn retry_limit(&self) -> usize {
+        self.cells.len() * 4 + 64
+    }
+
+    /// Moves `position` on from `from`, unless someone already did.
+    #[inline(always)]
+    fn advance(position: &AtomicU64, from: u64) {
+        let _ = position.compare_exchange(
+            from,
+            from.wrapping_add(1),
+            Ordering::SeqCst,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Appends `value` (at most [`MAX_VALUE`]) ready to be taken; returns its position.
     ///
-    /// The tail CAS is `SeqCst`: a waiter that registers itself and then sees `tail == head` can
-    /// rely on any push it missed to see its registration (see `wait.rs`). Positions are read
-    /// with `Acquire` (free on x86): a thread that sees another's position also sees the stamps
-    /// and positions that thread wrote before it, without which stale reads could make a queue
-    /// with room look full (found by the loom model below).
+    /// The cell CAS is `SeqCst`: a waiter that registers itself and then finds the cell empty can
+    /// rely on any push it missed to see its registration (see `wait.rs`).
     #[inline(always)]
-    pub(crate) fn push(&self, value: u32) -> Result<(), u32> {
+    pub(crate) fn push(&self, value: u32) -> Result<u64, Full> {
+        self.claim_tail(CellState::Full, 0, value)
+    }
+
+    /// Appends `value` as reserved by `actor`: not yet visible to takers, which wait at it.
+    /// [`QueueRef::publish`] makes it takeable.
+    pub(crate) fn reserve(&self, value: u32, actor: u8) -> Result<u64, Full> {
+        self.claim_tail(CellState::Reserved, actor, value)
+    }
+
+    #[inline(always)]
+    fn claim_tail(&self, state: CellState, actor: u8, value: u32) -> Result<u64, Full> {
         let mut tail = self.ctrl.tail.load(Ordering::Acquire);
-        loop {
+        for _ in 0..self.retry_limit() {
             let cell = self.cell(tail);
-            let stamp = cell.stamp.load(Ordering::Acquire);
-            if stamp == tail {
-                match self.ctrl.tail.compare_exchange_weak(
-                    tail,
-                    tail.wrapping_add(1),
-                    Ordering::SeqCst,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        cell.value.store(u64::from(value), Ordering::Relaxed);
-                        cell.stamp.store(tail.wrapping_add(1), Ordering::Release);
-                        return Ok(());
-                    }
-                    Err(current) => tail = current,
+            let word = cell.word.load(Ordering::SeqCst);
+            let found = Cell::decode(word);
+            let lap = found.seq.wrapping_sub(tail as u32) as i32;
+            if lap == 0 && found.state == CellState::Empty {
+                let claimed = Cell {
+                    seq: tail as u32,
+                    state,
+                    actor,
+                    value,
+                };
+                if cell
+                    .word
+                    .compare_exchange(word, claimed.encode(), Ordering::SeqCst, Ordering::Relaxed)
+                    .is_ok()
+                {
+                    Self::advance(&self.ctrl.tail, tail);
+                    return Ok(tail);
                 }
-            } else if stamp.wrapping_add(self.cells.len() as u64) == tail.wrapping_add(1) {
-                // The cell still holds the value pushed one lap ago: full, unless a pop moved on.
-                let head = self.ctrl.head.load(Ordering::Acquire);
-                if head.wrapping_add(self.cells.len() as u64) == tail {
-                    return Err(value);
-                }
-                spin_loop();
-                tail = self.ctrl.tail.load(Ordering::Acquire);
+            } else if lap >= 0 {
+                // Position `tail` was claimed already (and maybe taken and released since).
+                Self::advance(&self.ctrl.tail, tail);
             } else {
-                // Another push claimed this position; try the current tail.
-                spin_loop();
-                tail = self.ctrl.tail.load(Ordering::Acquire);
+                // The cell is still in use one lap earlier.
+                return Err(Full { blocker: found });
             }
+            tail = self.ctrl.tail.load(Ordering::Acquire);
         }
+        Err(Full {
+            blocker: Cell::decode(self.cell(tail).word.load(Ordering::Acquire)),
+        })
     }
 
-    /// Removes the oldest value, or `None` if no value is ready. A push that has claimed its
-    /// position but not yet published it is not waited for (see [`QueueRef::has_claimed`]).
+    /// Makes the value reserved at `position` takeable (by the reserver, or the reaper of a dead
+    /// one, holding the reservation word it read).
+    pub(crate) fn publish(&self, position: u64, value: u32) {
+        let full = Cell {
+            seq: position as u32,
+            state: CellState::Full,
+            actor: 0,
+            value,
+        };
+        self.cell(position)
+            .word
+            .store(full.encode(), Ordering::SeqCst);
+    }
+
+    /// Takes the oldest value for `actor`: returns its position (to [`release`](QueueRef::release)
+    /// once the value is recorded elsewhere) and the value; `None` if no value is ready, including
+    /// when the oldest is still reserved.
     #[inline(always)]
-    pub(crate) fn pop(&self) -> Option<u32> {
+    pub(crate) fn take(&self, actor: u8) -> Option<(u64, u32)> {
         let mut head = self.ctrl.head.load(Ordering::Acquire);
-        loop {
+        for _ in 0..self.retry_limit() {
             let cell = self.cell(head);
-            let stamp = cell.stamp.load(Ordering::Acquire);
-            if stamp == head.wrapping_add(1) {
-                match self.ctrl.head.compare_exchange_weak(
-                    head,
-                    head.wrapping_add(1),
-                    Ordering::SeqCst,
-                    Ordering::Acquire,
-                ) {
-                    Ok(_) => {
-                        let value = cell.value.load(Ordering::Relaxed);
-                        cell.stamp.store(
-                            head.wrapping_add(self.cells.len() as u64),
-                            Ordering::Release,
-                        );
-                        // Values come from `push`, which takes a `u32`; a corrupt block is caught
-                        // by the caller's bounds check on the slot index.
-                        return Some(value as u32);
+            let word = cell.word.load(Ordering::SeqCst);
+            let found = Cell::decode(word);
+            let lap = found.seq.wrapping_sub(head as u32) as i32;
+            if lap == 0 {
+                match found.state {
+                    CellState::Full => {
+                        let taken = Cell {
+                            state: CellState::Taken,
+                            actor,
+                            ..found
+                        };
+                        if cell
+                            .word
+                            .compare_exchange(
+                                word,
+                                taken.encode(),
+                                Ordering::SeqCst,
+                                Ordering::Relaxed,
+                            )
+                            .is_ok()
+                        {
+                            Self::advance(&self.ctrl.head, head);
+                            return Some((head, found.value));
+                        }
                     }
-                    Err(current) => head = current,
+                    CellState::Empty | CellState::Reserved => return None,
+                    CellState::Taken => Self::advance(&self.ctrl.head, head),
                 }
-            } else if stamp == head {
-                // Not yet pushed at this position: empty (or a push is still publishing).
-                return None;
+            } else if lap > 0 {
+                // Taken and released already: the head lags behind.
+                Self::advance(&self.ctrl.head, head);
             } else {
-                // Another pop took this position; try the current head.
-                spin_loop();
-                head = self.ctrl.head.load(Ordering::Acquire);
+                // Still used one lap earlier, so nothing was pushed here yet.
+                return None;
             }
+            head = self.ctrl.head.load(Ordering::Acquire);
         }
+        None
     }
 
-    /// Number of values in the queue, including pushes still publishing. A snapshot: it may be
-    /// out of date as soon as it is returned. Two loads: `head` first, then `tail`, so that
-    /// `tail >= head` (both only grow, and `head <= tail` at every moment); more than a lap of
-    /// operations between the loads is clamped to the queue's size.
+    /// Gives the cell taken at `position` back for the next lap (by its taker).
+    #[inline(always)]
+    pub(crate) fn release(&self, position: u64) {
+        let next_lap = position.wrapping_add(self.cells.len() as u64);
+        self.cell(position)
+            .word
+            .store(Cell::empty(next_lap).encode(), Ordering::Release);
+    }
+
+    /// Number of values in the queue, counting pushes and takes still in progress. A snapshot:
+    /// it may be out of date as soon as it is returned. `head` is read first, so `tail >= head`;
+    /// more than a lap of operations between the loads is clamped to the queue's size.
     #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn len(&self) -> u32 {
@@ -184,14 +325,70 @@ impl<'a> QueueRef<'a> {
         tail.wrapping_sub(head).min(self.cells.len() as u64) as u32
     }
 
-    /// Whether a push has claimed a position that no pop has taken yet: a value is in the queue
-    /// or about to be. Waiters check this after registering, before they sleep.
-    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    /// Whether a push has claimed a position that no take has claimed yet: a value is in the
+    /// queue or about to be. Waiters check this after registering, before they sleep.
     pub(crate) fn has_claimed(&self) -> bool {
         let head = self.ctrl.head.load(Ordering::SeqCst);
         let tail = self.ctrl.tail.load(Ordering::SeqCst);
         tail != head
     }
+
+    /// Every cell as read now, with its index (for the reaper and for inspection).
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn cells(&self) -> impl Iterator<Item = (usize, Cell)> + '_ {
+        self.cells
+            .iter()
+            .enumerate()
+            .map(|(index, cell)| (index, Cell::decode(cell.word.load(Ordering::SeqCst))))
+    }
+
+    /// Replaces the cell at `index`, if it still reads `seen`, by `next` (for the reaper, which
+    /// finishes or undoes what a dead actor left in a cell). Returns whether it did.
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn replace_cell(&self, index: usize, seen: Cell, next: CellChange) -> bool {
+        let next = match next {
+            CellChange::Release => Cell::empty(u64::from(seen.seq) + self.cells.len() as u64),
+            CellChange::Publish => Cell {
+                state: CellState::Full,
+                actor: 0,
+                ..seen
+            },
+        };
+        self.cells[index]
+            .word
+            .compare_exchange(
+                seen.encode(),
+                next.encode(),
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            )
+            .is_ok()
+    }
+
+    /// The head and tail positions (for validation and inspection).
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn positions(&self) -> (u64, u64) {
+        (
+            self.ctrl.head.load(Ordering::Acquire),
+            self.ctrl.tail.load(Ordering::Acquire),
+        )
+    }
+
+    /// Number of cells.
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn cell_count(&self) -> usize {
+        self.cells.len()
+    }
+}
+
+/// What [`QueueRef::replace_cell`] makes of a cell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(loom, allow(dead_code))]
+pub(crate) enum CellChange {
+    /// Give it back for its next lap (undo a reservation, or end a take).
+    Release,
+    /// Make a reservation takeable.
+    Publish,
 }
 
 /// A queue with its own storage, for the unit tests and the loom models of this crate.
@@ -203,13 +400,11 @@ pub(crate) struct TestQueue {
 
 #[cfg(test)]
 impl TestQueue {
-    /// An initialised queue for `capacity` values holding `values`.
-    pub(crate) fn new(capacity: u32, values: &[u32]) -> TestQueue {
+    /// An initialised queue of `cells` cells (a power of two) holding `values`.
+    pub(crate) fn new(cells: usize, values: &[u32]) -> TestQueue {
         let test_queue = TestQueue {
             ctrl: QueueCtrl::default(),
-            cells: (0..cells_for(capacity))
-                .map(|_| QueueCell::default())
-                .collect(),
+            cells: (0..cells).map(|_| QueueCell::default()).collect(),
         };
         test_queue.queue().init();
         for &value in values {
@@ -223,9 +418,16 @@ impl TestQueue {
         QueueRef::new(&self.ctrl, &self.cells)
     }
 
+    /// Takes and at once releases the oldest value.
+    pub(crate) fn pop(&self) -> Option<u32> {
+        let (position, value) = self.queue().take(1)?;
+        self.queue().release(position);
+        Some(value)
+    }
+
     /// Pops every value, oldest first.
     pub(crate) fn drain(&self) -> Vec<u32> {
-        std::iter::from_fn(|| self.queue().pop()).collect()
+        std::iter::from_fn(|| self.pop()).collect()
     }
 }
 
@@ -248,7 +450,9 @@ mod loom_tests {
                     thread::spawn(move || q.queue().push(v).unwrap())
                 })
                 .collect();
-            handles.into_iter().for_each(|h| h.join().unwrap());
+            handles.into_iter().for_each(|h| {
+                h.join().unwrap();
+            });
             let mut got = q.drain();
             got.sort_unstable();
             assert_eq!(got, vec![1, 2]);
@@ -256,13 +460,13 @@ mod loom_tests {
     }
 
     #[test]
-    fn loom_concurrent_pops_take_each_value_once() {
+    fn loom_concurrent_takes_take_each_value_once() {
         loom::model(|| {
             let q = Arc::new(TestQueue::new(2, &[7, 8]));
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let q = Arc::clone(&q);
-                    thread::spawn(move || q.queue().pop())
+                    thread::spawn(move || q.pop())
                 })
                 .collect();
             let mut got: Vec<u32> = handles
@@ -276,14 +480,14 @@ mod loom_tests {
     }
 
     #[test]
-    fn loom_pop_racing_a_push_loses_nothing() {
+    fn loom_take_racing_a_push_loses_nothing() {
         loom::model(|| {
             let q = Arc::new(TestQueue::new(2, &[]));
             let pusher = {
                 let q = Arc::clone(&q);
                 thread::spawn(move || q.queue().push(5).unwrap())
             };
-            let popped = q.queue().pop();
+            let popped = q.pop();
             pusher.join().unwrap();
             let rest = q.drain();
             match popped {
@@ -297,14 +501,13 @@ mod loom_tests {
     fn loom_tokens_circulating_stay_unique() {
         loom::model(|| {
             // Two threads each move one token from the front to the back, as acquire/release do.
-            let q = Arc::new(TestQueue::new(2, &[1, 2]));
+            let q = Arc::new(TestQueue::new(4, &[1, 2]));
             let handles: Vec<_> = (0..2)
                 .map(|_| {
                     let q = Arc::clone(&q);
                     thread::spawn(move || {
-                        let queue = q.queue();
-                        if let Some(token) = queue.pop() {
-                            queue.push(token).unwrap();
+                        if let Some(token) = q.pop() {
+                            q.queue().push(token).unwrap();
                         }
                     })
                 })
@@ -324,52 +527,135 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn single_slot_queue_alternates() {
-        let q = TestQueue::new(1, &[]);
-        let q = q.queue();
-        for v in 0..10 {
-            q.push(v).unwrap();
-            assert_eq!(q.pop(), Some(v));
-            assert_eq!(q.pop(), None);
+    fn cell_words_round_trip() {
+        for state in [
+            CellState::Empty,
+            CellState::Full,
+            CellState::Taken,
+            CellState::Reserved,
+        ] {
+            let cell = Cell {
+                seq: u32::MAX - 3,
+                state,
+                actor: 255,
+                value: MAX_VALUE,
+            };
+            assert_eq!(Cell::decode(cell.encode()), cell);
         }
     }
 
     #[test]
     fn fifo_order_and_bounds() {
         let q = TestQueue::new(4, &[]);
-        let q = q.queue();
         assert_eq!(q.pop(), None);
         for v in 10..14 {
-            q.push(v).unwrap();
+            q.queue().push(v).unwrap();
         }
-        assert_eq!(q.push(99), Err(99));
-        assert_eq!(q.len(), 4);
+        assert_eq!(q.queue().push(99).unwrap_err().blocker.value, 10);
+        assert_eq!(q.queue().len(), 4);
         for v in 10..14 {
             assert_eq!(q.pop(), Some(v));
         }
         assert_eq!(q.pop(), None);
-        assert_eq!(q.len(), 0);
+        assert_eq!(q.queue().len(), 0);
     }
 
     #[test]
     fn wraps_around_many_laps() {
-        let q = TestQueue::new(3, &[]);
-        let q = q.queue();
+        let q = TestQueue::new(2, &[]);
         for lap in 0..1000u32 {
-            q.push(lap).unwrap();
-            q.push(lap + 1).unwrap();
+            q.queue().push(lap).unwrap();
+            q.queue().push(lap + 1).unwrap();
             assert_eq!(q.pop(), Some(lap));
             assert_eq!(q.pop(), Some(lap + 1));
         }
-        assert!(!q.has_claimed());
+        assert!(!q.queue().has_claimed());
     }
 
     #[test]
-    fn capacity_rounds_up_to_power_of_two() {
+    fn a_taken_cell_names_its_taker_until_released() {
+        let q = TestQueue::new(4, &[5, 6]);
+        let (position, value) = q.queue().take(9).unwrap();
+        assert_eq!(value, 5);
+        let taken: Vec<Cell> = q
+            .queue()
+            .cells()
+            .map(|(_, cell)| cell)
+            .filter(|cell| cell.state == CellState::Taken)
+            .collect();
+        assert_eq!(taken.len(), 1);
+        assert_eq!((taken[0].actor, taken[0].value), (9, 5));
+        // The queue goes on past a taken cell.
+        assert_eq!(q.pop(), Some(6));
+        q.queue().release(position);
+        assert!(q.queue().cells().all(|(_, c)| c.state == CellState::Empty));
+    }
+
+    #[test]
+    fn a_taker_that_never_releases_blocks_only_one_lap_later() {
+        let q = TestQueue::new(2, &[1]);
+        let (_, _) = q.queue().take(3).unwrap(); // the taker "dies" holding cell 0
+        q.queue().push(2).unwrap();
+        assert_eq!(q.pop(), Some(2));
+        let full = q.queue().push(3).unwrap_err();
+        assert_eq!(
+            (full.blocker.state, full.blocker.actor),
+            (CellState::Taken, 3)
+        );
+        // A reaper gives the dead taker's cell back; the queue flows again.
+        let (index, cell) = q
+            .queue()
+            .cells()
+            .find(|(_, c)| c.state == CellState::Taken)
+            .unwrap();
+        assert!(q.queue().replace_cell(index, cell, CellChange::Release));
+        q.queue().push(3).unwrap();
+        assert_eq!(q.drain(), vec![3]);
+    }
+
+    #[test]
+    fn a_reservation_holds_takers_until_published_or_released() {
+        let q = TestQueue::new(4, &[]);
+        let position = q.queue().reserve(7, 4).unwrap();
+        q.queue().push(8).unwrap();
+        assert_eq!(q.pop(), None, "takers wait at a reservation");
+        assert!(q.queue().has_claimed());
+        q.queue().publish(position, 7);
+        assert_eq!(q.drain(), vec![7, 8]);
+
+        // A reservation undone (its pusher died before recording it) is skipped.
+        q.queue().reserve(1, 4).unwrap();
+        q.queue().push(2).unwrap();
+        let (index, cell) = q
+            .queue()
+            .cells()
+            .find(|(_, c)| c.state == CellState::Reserved)
+            .unwrap();
+        assert!(q.queue().replace_cell(index, cell, CellChange::Release));
+        assert!(!q.queue().replace_cell(index, cell, CellChange::Release));
+        assert_eq!(q.drain(), vec![2]);
+    }
+
+    #[test]
+    fn corrupt_positions_end_in_empty_or_full_not_a_hang() {
+        let q = TestQueue::new(4, &[1, 2]);
+        q.ctrl.tail.store(u64::MAX / 3, Ordering::Relaxed);
+        q.ctrl.head.store(12345, Ordering::Relaxed);
+        let _ = q.queue().push(3);
+        let _ = q.pop();
+        for cell in &q.cells {
+            cell.word.store(0x5555_5555_5555_5555, Ordering::Relaxed);
+        }
+        let _ = q.queue().push(3);
+        let _ = q.pop();
+    }
+
+    #[test]
+    fn pool_queues_have_room_for_transit() {
         assert_eq!(cells_for(0), 2);
         assert_eq!(cells_for(1), 2);
-        assert_eq!(cells_for(5), 8);
-        assert_eq!(cells_for(64), 64);
+        assert_eq!(cells_for(5), 16);
+        assert_eq!(cells_for(64), 128);
     }
 
     #[test]
@@ -377,14 +663,18 @@ mod tests {
         const TOKENS: u32 = 64;
         const ROUNDS: usize = if cfg!(miri) { 20 } else { 20_000 };
         let tokens: Vec<u32> = (0..TOKENS).collect();
-        let q = Arc::new(TestQueue::new(TOKENS, &tokens));
+        let q = Arc::new(TestQueue::new(cells_for(TOKENS), &tokens));
         let threads: Vec<_> = (0..4)
             .map(|_| {
                 let q = Arc::clone(&q);
                 std::thread::spawn(move || {
                     for _ in 0..ROUNDS {
-                        if let Some(t) = q.queue().pop() {
-                            q.queue().push(t).unwrap();
+                        if let Some(t) = q.pop() {
+                            // A lap later, a cell taken by a preempted thread is in the way
+                            // until that thread runs again and releases it.
+                            while q.queue().push(t).is_err() {
+                                std::thread::yield_now();
+                            }
                         }
                     }
                 })

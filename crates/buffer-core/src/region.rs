@@ -9,8 +9,9 @@ pub const REGION_ALIGN: usize = 4096;
 
 /// A zeroed, page-aligned span of memory that holds one pool block and is released when dropped.
 ///
-/// This pools live in private memory ([`Region::private`]); the same block can be placed
-/// in any other memory that meets the alignment, such as a shared-memory mapping.
+/// A pool lives in private memory ([`Region::private`]) or in a shared-memory mapping (made by
+/// [`BufferPool::create_shared`](crate::BufferPool::create_shared) and
+/// [`BufferPool::attach`](crate::BufferPool::attach)).
 ///
 /// # Examples
 ///
@@ -23,10 +24,18 @@ pub const REGION_ALIGN: usize = 4096;
 pub struct Region {
     base: NonNull<u8>,
     len: usize,
-    layout: Layout,
+    backing: Backing,
 }
 
-// SAFETY: a `Region` is a uniquely owned heap allocation; everything placed in it is accessed
+/// Where a region's memory comes from, and so how it is given back.
+enum Backing {
+    /// The heap, allocated with this layout.
+    Heap(Layout),
+    /// A shared mapping (`mmap`), unmapped when dropped.
+    Mapping,
+}
+
+// SAFETY: a `Region` is a uniquely owned allocation or mapping; everything placed in it is accessed
 // through atomics or under the pool's ownership protocol, so it may move between threads.
 unsafe impl Send for Region {}
 // SAFETY: `&Region` only exposes the base address and length; see `Send`.
@@ -69,7 +78,25 @@ impl Region {
         // SAFETY: `layout` has a non-zero size (checked just above).
         let raw = unsafe { std::alloc::alloc_zeroed(layout) };
         let base = NonNull::new(raw).ok_or(RegionError::OutOfMemory { len })?;
-        Ok(Region { base, len, layout })
+        Ok(Region {
+            base,
+            len,
+            backing: Backing::Heap(layout),
+        })
+    }
+
+    /// Takes over a shared mapping of `len` bytes at `base`, unmapped when the region drops.
+    ///
+    /// # Safety
+    ///
+    /// `base` must be a live, page-aligned, readable and writable mapping of exactly `len` bytes
+    /// made by `mmap`, that nothing else unmaps.
+    pub(crate) unsafe fn from_mapping(base: NonNull<u8>, len: usize) -> Region {
+        Region {
+            base,
+            len,
+            backing: Backing::Mapping,
+        }
     }
 
     /// Start of the region.
@@ -90,9 +117,16 @@ impl Region {
 
 impl Drop for Region {
     fn drop(&mut self) {
-        // SAFETY: `base` was allocated in `Region::private` with exactly `self.layout` and is
-        // freed only here, once.
-        unsafe { std::alloc::dealloc(self.base.as_ptr(), self.layout) };
+        match self.backing {
+            // SAFETY: `base` was allocated in `Region::private` with exactly this layout and is
+            // freed only here, once.
+            Backing::Heap(layout) => unsafe { std::alloc::dealloc(self.base.as_ptr(), layout) },
+            Backing::Mapping => {
+                // SAFETY: `base` is a mapping of `len` bytes (`from_mapping`'s contract), unmapped
+                // only here, once. Failure (impossible for a valid mapping) leaves it mapped.
+                let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.len) };
+            }
+        }
     }
 }
 

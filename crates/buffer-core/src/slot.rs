@@ -3,17 +3,33 @@
 //!
 //! # The state word
 //!
-//! `state` packs the slot's generation (upper 32 bits) and its [`SlotState`] (lower 32 bits), so
-//! that redeeming an id checks both with a single compare-and-swap. The generation grows by one
-//! every time the buffer goes back to the free queue and every time the slot is emptied, which
-//! makes ids handed out before that point stale.
+//! `state` is one 64-bit word, so that every change of who holds a buffer is a single store or
+//! compare-and-swap, which a process killed at any instruction either made or did not make:
+//!
+//! ```text
+//! bits 63..32  generation  grows by one every time the buffer goes back to the free queue
+//! bits 27..24  state       a SlotState
+//! bits 23..16  actor       the process slot (1..=255) holding the buffer, or the one putting
+//!                          it on a queue; 0 for none
+//! bits 15..0   ports       the fan-out ports holding a reference (one bit per port)
+//! ```
+//!
+//! The generation makes ids handed out before the buffer was last released stale.
 //!
 //! # Who may change a slot
 //!
 //! Whoever took the slot's index out of a queue (or out of the vacant state) owns the slot until
-//! it puts the index into a queue again; only the owner writes the slot, with plain stores. The
-//! one exception is redeeming an id, where several threads may race for the same detached slot:
-//! that transition is a compare-and-swap, so exactly one of them wins.
+//! it puts the index into a queue again, or hands it to the ports; only the owner writes the
+//! slot, with plain stores. The exceptions are compare-and-swaps: redeeming an id (several
+//! threads may race for the same detached slot), clearing a port's bit when a subscriber is done
+//! with a fanned-out buffer, and the reaper, which takes over what a dead process held.
+//!
+//! # Where a buffer is
+//!
+//! A buffer is at every moment either in a queue cell, or named by its state word: held by the
+//! actor, or in the ports of its bits, or being queued by the actor (`Free`/`Filled` with an actor
+//! whose push may not have landed yet). That is what the reaper relies on to reclaim exactly
+//! what a killed process held.
 
 use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
@@ -57,6 +73,10 @@ pub enum SlotState {
     ReadingDetached = 7,
     /// Being taken out of the pool (removal or destruction in progress).
     Removing = 8,
+    /// Being handed to fan-out ports by its producer (the actor).
+    Publishing = 9,
+    /// Held by the fan-out ports whose bits are set, and by their subscribers.
+    Shared = 10,
 }
 
 impl SlotState {
@@ -71,25 +91,84 @@ impl SlotState {
             6 => SlotState::Reading,
             7 => SlotState::ReadingDetached,
             8 => SlotState::Removing,
+            9 => SlotState::Publishing,
+            10 => SlotState::Shared,
             _ => return None,
         })
     }
 }
 
-/// Packs a generation and a state into a state word.
-#[inline]
-pub(crate) const fn pack(generation: u32, state: SlotState) -> u64 {
-    ((generation as u64) << 32) | state as u64
+/// A slot's state word, decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct SlotWord {
+    pub(crate) generation: u32,
+    /// `None` for the state of a corrupt word.
+    pub(crate) state: Option<SlotState>,
+    pub(crate) actor: u8,
+    pub(crate) ports: u16,
 }
 
-/// Splits a state word; `None` for the state of a corrupt word.
-#[inline]
-pub(crate) fn unpack(word: u64) -> (u32, Option<SlotState>) {
-    ((word >> 32) as u32, SlotState::from_word(word as u32))
+impl SlotWord {
+    /// A word with no actor and no ports.
+    #[inline(always)]
+    pub(crate) const fn new(generation: u32, state: SlotState) -> SlotWord {
+        SlotWord {
+            generation,
+            state: Some(state),
+            actor: 0,
+            ports: 0,
+        }
+    }
+
+    /// The same word with `actor`.
+    #[inline(always)]
+    pub(crate) const fn by(self, actor: u8) -> SlotWord {
+        SlotWord { actor, ..self }
+    }
+
+    #[inline(always)]
+    pub(crate) const fn encode(self) -> u64 {
+        let state = match self.state {
+            Some(state) => state as u64,
+            None => 0xf,
+        };
+        (self.generation as u64) << 32 | state << 24 | (self.actor as u64) << 16 | self.ports as u64
+    }
+
+    #[inline(always)]
+    pub(crate) fn decode(word: u64) -> SlotWord {
+        SlotWord {
+            generation: (word >> 32) as u32,
+            state: SlotState::from_word((word >> 24) as u32 & 0xff),
+            actor: (word >> 16) as u8,
+            ports: word as u16,
+        }
+    }
+
+    /// Whether the actor holds the buffer (a guard, a detached id, or a publication in progress).
+    pub(crate) fn is_held(self) -> bool {
+        matches!(
+            self.state,
+            Some(
+                SlotState::Writing
+                    | SlotState::Reading
+                    | SlotState::WritingDetached
+                    | SlotState::ReadingDetached
+                    | SlotState::Publishing
+            )
+        )
+    }
+
+    /// References to the buffer: 1 for its holder, plus one per port holding it.
+    pub(crate) fn references(self) -> u32 {
+        u32::from(self.is_held()) + self.ports.count_ones()
+    }
 }
 
 /// Marks "no physical address" in [`Slot::phys_addr`].
 const NO_PHYS: u64 = u64::MAX;
+/// Marks process-local memory in [`Slot::data_offset`].
+pub(crate) const NO_OFFSET: u64 = u64::MAX;
 
 /// One buffer's record in the slot table. 64-byte aligned: the control words fill the first cache
 /// line, the metadata record the lines after it.
@@ -97,10 +176,6 @@ const NO_PHYS: u64 = u64::MAX;
 pub(crate) struct Slot {
     /// Generation and [`SlotState`], see the module docs.
     pub(crate) state: AtomicU64,
-    /// Who holds the buffer: the holder's process id in the low 32 bits, the number of live
-    /// references (1 while a guard or a detached id holds it) in the high 32 bits; 0 while
-    /// queued. One word, so that taking and giving back a buffer is one store each.
-    pub(crate) hold: AtomicU64,
     /// When the current holder took the buffer: `CLOCK_MONOTONIC_COARSE` seconds in the high
     /// 32 bits, nanoseconds in the low 32 bits.
     pub(crate) acquired_at: AtomicU64,
@@ -110,6 +185,9 @@ pub(crate) struct Slot {
     pub(crate) size: AtomicU64,
     /// Physical or bus address, or `NO_PHYS`.
     pub(crate) phys_addr: AtomicU64,
+    /// Where the buffer's memory lies in a shared segment, from the segment's start; `NO_OFFSET`
+    /// for memory that is local to the process that added it.
+    pub(crate) data_offset: AtomicU64,
     /// [`MemoryKind`] as encoded by `MemoryKind::to_word`.
     pub(crate) memory_kind: AtomicU32,
     /// 1 if the pool owns the memory ([`Ownership::Owned`]), 0 if it is external.
@@ -127,17 +205,31 @@ unsafe impl ShmSafe for Slot {}
 unsafe impl Sync for Slot {}
 
 impl Slot {
-    /// The state word's current value, read with `Acquire` so that the slot's description written
-    /// before it was published is visible.
+    /// The state word, read with `Acquire` so that the slot's description written before it was
+    /// published is visible.
     #[inline(always)]
-    pub(crate) fn state_word(&self) -> u64 {
-        self.state.load(Ordering::Acquire)
+    pub(crate) fn word(&self) -> SlotWord {
+        SlotWord::decode(self.state.load(Ordering::Acquire))
     }
 
-    /// Sets the state (by the slot's owner).
+    /// Sets the state word (by the slot's owner).
     #[inline(always)]
-    pub(crate) fn set_state(&self, generation: u32, state: SlotState) {
-        self.state.store(pack(generation, state), Ordering::Release);
+    pub(crate) fn set(&self, word: SlotWord) {
+        self.state.store(word.encode(), Ordering::Release);
+    }
+
+    /// Replaces the state word if it still reads `seen`; the word found otherwise.
+    #[inline]
+    pub(crate) fn replace(&self, seen: SlotWord, next: SlotWord) -> Result<(), SlotWord> {
+        self.state
+            .compare_exchange(
+                seen.encode(),
+                next.encode(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(drop)
+            .map_err(SlotWord::decode)
     }
 
     /// The slot's described memory: size, kind, ownership and physical address.
@@ -173,27 +265,13 @@ impl Slot {
             .store(phys.unwrap_or(NO_PHYS), Ordering::Relaxed);
     }
 
-    /// Records that `holder` now holds the buffer (by the owner, right after taking it).
+    /// Records an acquisition at `now` (by the new owner, right after taking the buffer).
     #[inline(always)]
-    pub(crate) fn mark_held(&self, holder: u32, now: u64) {
-        self.hold
-            .store(u64::from(holder) | 1 << 32, Ordering::Relaxed);
+    pub(crate) fn note_acquired(&self, now: u64) {
         self.acquired_at.store(now, Ordering::Relaxed);
         // Only the owner writes this counter, so a load and a store suffice (no locked add).
         let count = self.acquisitions.load(Ordering::Relaxed);
         self.acquisitions.store(count + 1, Ordering::Relaxed);
-    }
-
-    /// Records that nobody holds the buffer (by the owner, before queueing it).
-    #[inline(always)]
-    pub(crate) fn mark_unheld(&self) {
-        self.hold.store(0, Ordering::Relaxed);
-    }
-
-    /// The holder's process id, if someone holds the buffer.
-    pub(crate) fn holder(&self) -> Option<u32> {
-        let hold = self.hold.load(Ordering::Relaxed);
-        (hold >> 32 != 0).then_some(hold as u32)
     }
 }
 
@@ -213,30 +291,41 @@ mod tests {
             SlotState::Reading,
             SlotState::ReadingDetached,
             SlotState::Removing,
+            SlotState::Publishing,
+            SlotState::Shared,
         ] {
             for generation in [0, 1, u32::MAX] {
-                assert_eq!(unpack(pack(generation, state)), (generation, Some(state)));
+                let word = SlotWord {
+                    generation,
+                    state: Some(state),
+                    actor: 200,
+                    ports: 0x8001,
+                };
+                assert_eq!(SlotWord::decode(word.encode()), word);
             }
         }
-        assert_eq!(unpack(0xdead_0000_0099).1, None);
+        assert_eq!(SlotWord::decode(0xdead_0e00_0000).state, None);
+    }
+
+    #[test]
+    fn references_count_the_holder_and_the_ports() {
+        let shared = SlotWord {
+            ports: 0b101,
+            ..SlotWord::new(1, SlotState::Shared)
+        };
+        assert_eq!(shared.references(), 2);
+        let publishing = SlotWord {
+            state: Some(SlotState::Publishing),
+            ..shared
+        };
+        assert_eq!(publishing.references(), 3);
+        assert_eq!(SlotWord::new(0, SlotState::Free).references(), 0);
     }
 
     #[test]
     fn slot_is_cache_line_aligned() {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
         assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
-    }
-
-    #[test]
-    fn hold_word_names_the_holder() {
-        // SAFETY: `Slot` is `ShmSafe`, so all-zero bytes are a valid value.
-        let slot: Slot = unsafe { std::mem::zeroed() };
-        assert_eq!(slot.holder(), None);
-        slot.mark_held(4711, 5);
-        assert_eq!(slot.holder(), Some(4711));
-        assert_eq!(slot.acquisitions.load(Ordering::Relaxed), 1);
-        slot.mark_unheld();
-        assert_eq!(slot.holder(), None);
     }
 
     #[test]

@@ -2,14 +2,18 @@
 //!
 //! # Why no wake-up is lost
 //!
-//! A waker pushes a value (its tail CAS is `SeqCst`) and then reads `waiters` (`SeqCst`); it makes
+//! A waker pushes a value (its cell CAS is `SeqCst`) and then reads `waiters` (`SeqCst`); it makes
 //! the `futex` system call only if that count is non-zero. A waiter adds itself to `waiters`
-//! (`SeqCst`), reads `seq`, and sleeps only if the queue's head equals its tail (`SeqCst` loads)
-//! and `seq` is still what it read. In the single total order of `SeqCst` operations, either the
-//! waker's read of `waiters` comes after the waiter's registration (and the waker bumps `seq` and
-//! wakes it), or it comes before, and then the waker's tail CAS also precedes the waiter's tail
-//! read, so the waiter sees the value and does not sleep. Futexes are not private, so the same
-//! holds between processes that map the block.
+//! (`SeqCst`), reads `seq`, and sleeps only if a take finds no value (its cell read is `SeqCst`),
+//! no push has claimed a position (`SeqCst` loads of head and tail) and `seq` is still what it
+//! read. In the single total order of `SeqCst` operations, either the waker's read of `waiters`
+//! comes after the waiter's registration (and the waker bumps `seq` and wakes it), or it comes
+//! before, and then the waker's cell CAS also precedes the waiter's look at the cell, so the
+//! waiter sees the value and does not sleep. Futexes are not private, so the same holds between
+//! processes that map the block.
+//!
+//! Sleeps last at most [`IDLE_SLICE`]: between them the waiter lets the pool look for dead
+//! processes whose buffers it may be waiting for ([`Waitable::on_idle`]).
 //!
 //! A woken waiter may lose the value to a thread that did not wait; it then sleeps again. A waiter
 //! whose timeout expires tries the queue once more before giving up, so a wake-up meant for it is
@@ -18,7 +22,6 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crate::queue::QueueRef;
 #[cfg(not(loom))]
 use crate::shm_safe::ShmSafe;
 use crate::sync::{AtomicU32, futex_wait, futex_wake, seqcst_order_for_loom, spin_loop, yield_now};
@@ -78,18 +81,36 @@ pub(crate) enum WaitFailure {
     Closed,
 }
 
-/// Pops from `queue`, waiting as `mode` says. `closed` is consulted before every sleep.
-pub(crate) fn pop_waiting(
-    queue: QueueRef<'_>,
+/// What a wait takes from: a queue of the pool, seen through the pool's rules.
+pub(crate) trait Waitable {
+    /// What a successful take gives.
+    type Item;
+    /// Takes a value if one is ready.
+    fn try_take(&self) -> Option<Self::Item>;
+    /// Whether a value is in the queue or about to be (a push claimed a position).
+    fn has_claimed(&self) -> bool;
+    /// Whether the wait should end with [`WaitFailure::Closed`].
+    fn is_closed(&self) -> bool;
+    /// Called when the waiter is about to sleep and then every [`IDLE_SLICE`] while it sleeps:
+    /// the pool reclaims there what dead processes held, which may be what it waits for.
+    fn on_idle(&self) {}
+}
+
+/// Longest a sleeper sleeps before it looks for dead processes again.
+pub(crate) const IDLE_SLICE: Duration = Duration::from_millis(100);
+
+/// Takes from `source`, waiting as `mode` says on `word`. `on_wait` runs once if the wait does
+/// not succeed at once.
+pub(crate) fn wait_for<W: Waitable>(
+    source: &W,
     word: &WaitWord,
     mode: Wait,
-    is_closed: impl Fn() -> bool,
     on_wait: impl FnOnce(),
-) -> Result<u32, WaitFailure> {
-    if let Some(value) = queue.pop() {
+) -> Result<W::Item, WaitFailure> {
+    if let Some(value) = source.try_take() {
         return Ok(value);
     }
-    if is_closed() {
+    if source.is_closed() {
         return Err(WaitFailure::Closed);
     }
     let deadline = match mode {
@@ -106,47 +127,53 @@ pub(crate) fn pop_waiting(
         } else {
             yield_now();
         }
-        if let Some(value) = queue.pop() {
+        if let Some(value) = source.try_take() {
             return Ok(value);
         }
-        if is_closed() {
+        if source.is_closed() {
             return Err(WaitFailure::Closed);
         }
     }
     word.waiters.fetch_add(1, Ordering::SeqCst);
     seqcst_order_for_loom();
-    let result = sleep_until_popped(queue, word, deadline, is_closed);
+    let result = sleep_until_taken(source, word, deadline);
     word.waiters.fetch_sub(1, Ordering::SeqCst);
     result
 }
 
-fn sleep_until_popped(
-    queue: QueueRef<'_>,
+fn sleep_until_taken<W: Waitable>(
+    source: &W,
     word: &WaitWord,
     deadline: Option<Instant>,
-    is_closed: impl Fn() -> bool,
-) -> Result<u32, WaitFailure> {
+) -> Result<W::Item, WaitFailure> {
+    source.on_idle();
+    let mut last_idle = Instant::now();
     loop {
         let seq = word.seq.load(Ordering::SeqCst);
-        if let Some(value) = queue.pop() {
+        if let Some(value) = source.try_take() {
             return Ok(value);
         }
-        if is_closed() {
+        if source.is_closed() {
             return Err(WaitFailure::Closed);
         }
-        if queue.has_claimed() {
-            // A push is publishing its value right now; it will be poppable in a moment.
-            yield_now();
-            continue;
+        if last_idle.elapsed() >= IDLE_SLICE {
+            source.on_idle();
+            last_idle = Instant::now();
         }
-        let timeout = match deadline {
+        let left = match deadline {
             None => None,
             Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
                 Some(left) if !left.is_zero() => Some(left),
                 _ => return Err(WaitFailure::TimedOut),
             },
         };
-        futex_wait(&word.seq, seq, timeout);
+        if source.has_claimed() {
+            // A push is publishing its value right now; it will be takeable in a moment.
+            yield_now();
+            continue;
+        }
+        let slice = left.map_or(IDLE_SLICE, |left| left.min(IDLE_SLICE));
+        futex_wait(&word.seq, seq, Some(slice));
     }
 }
 
@@ -194,11 +221,20 @@ mod loom_tests {
         /// A thread that waits, without limit, for a value or the close.
         fn spawn_waiter(fixture: &Arc<Fixture>) -> JoinHandle<Result<u32, WaitFailure>> {
             let fixture = Arc::clone(fixture);
-            thread::spawn(move || {
-                let closed = || fixture.closed.load(Ordering::SeqCst);
-                let queue = fixture.test_queue.queue();
-                pop_waiting(queue, &fixture.word, Wait::Forever, closed, || {})
-            })
+            thread::spawn(move || wait_for(&*fixture, &fixture.word, Wait::Forever, || {}))
+        }
+    }
+
+    impl Waitable for Fixture {
+        type Item = u32;
+        fn try_take(&self) -> Option<u32> {
+            self.test_queue.pop()
+        }
+        fn has_claimed(&self) -> bool {
+            self.test_queue.queue().has_claimed()
+        }
+        fn is_closed(&self) -> bool {
+            self.closed.load(Ordering::SeqCst)
         }
     }
 

@@ -1,0 +1,198 @@
+//! What a pool looks like right now, for diagnostics (`bufpool inspect`, timeout errors): who
+//! holds which buffer and for how long, the attached processes, the ports. These scan the block;
+//! they are not meant for the fast path.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use crate::error::{Holder, Holders};
+use crate::segment::Segment;
+use crate::slot::SlotState;
+use crate::{BufferPool, SegmentName};
+
+/// One buffer's state at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BufferInfo {
+    /// Its slot.
+    pub slot: u32,
+    /// The slot's generation.
+    pub generation: u32,
+    /// What the buffer is doing (`None` for a corrupt state word).
+    pub state: Option<SlotState>,
+    /// The process holding it (or queueing it), if any.
+    pub holder: Option<u32>,
+    /// How long its current holder has held it, if the pool records hold times.
+    pub held_for: Option<Duration>,
+    /// Live references: its holder's, plus one per port holding it.
+    pub references: u32,
+    /// Names of the ports holding it.
+    pub ports: Vec<String>,
+    /// Its size in bytes.
+    pub size: usize,
+}
+
+/// One attached process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcessInfo {
+    /// Its number in the pool's process table.
+    pub actor: u8,
+    /// Its process id.
+    pub pid: u32,
+    /// Whether it is still running (a dead one is reclaimed by the next
+    /// [`BufferPool::reclaim_dead`]).
+    pub alive: bool,
+}
+
+/// One port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PortInfo {
+    /// Its name.
+    pub name: String,
+    /// The subscribed process, if any.
+    pub subscriber: Option<u32>,
+    /// Buffers waiting in it or being read.
+    pub queued: u32,
+    /// Buffers published to it since the pool was created.
+    pub delivered: u64,
+    /// Buffers it refused (full, or no subscriber).
+    pub refused: u64,
+}
+
+impl BufferPool {
+    /// The names of the shared pools' segments on this machine (`/dev/shm/bufpool.*`).
+    pub fn list_shared() -> Vec<SegmentName> {
+        Segment::list()
+    }
+
+    /// The process id of actor `actor`, if it is attached.
+    fn pid_of(&self, actor: u8) -> Option<u32> {
+        Some(self.block.process(actor)?.read()?.pid)
+    }
+
+    /// Every buffer's state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, SlotState, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p").with_capacity(2), 2, 64).unwrap();
+    /// let _held = pool.acquire_free(Wait::NoWait).unwrap();
+    /// let buffers = pool.buffers();
+    /// assert_eq!(buffers[0].state, Some(SlotState::Writing));
+    /// assert_eq!(buffers[0].holder, Some(std::process::id()));
+    /// assert_eq!(buffers[1].references, 0);
+    /// ```
+    pub fn buffers(&self) -> Vec<BufferInfo> {
+        let now = crate::pool::coarse_to_duration(crate::pool::coarse_now());
+        (0..self.capacity())
+            .map(|index| {
+                let slot = self.slot(index);
+                let word = slot.word();
+                let held = word.is_held();
+                let held_since =
+                    crate::pool::coarse_to_duration(slot.acquired_at.load(Ordering::Relaxed));
+                BufferInfo {
+                    slot: index,
+                    generation: word.generation,
+                    state: word.state,
+                    holder: if word.actor != 0 {
+                        self.pid_of(word.actor)
+                    } else {
+                        None
+                    },
+                    held_for: now
+                        .zip(held_since)
+                        .filter(|_| held || word.state == Some(SlotState::Shared))
+                        .map(|(now, since)| now.saturating_sub(since)),
+                    references: word.references(),
+                    ports: (0..self.block.shape().ports as usize)
+                        .filter(|port| word.ports & 1 << port != 0)
+                        .filter_map(|port| self.block.port(port).name().map(str::to_owned))
+                        .collect(),
+                    size: self.len_of(index),
+                }
+            })
+            .collect()
+    }
+
+    /// The processes attached to the pool.
+    pub fn processes(&self) -> Vec<ProcessInfo> {
+        self.block
+            .processes()
+            .filter_map(|(actor, entry)| {
+                let record = entry.read()?;
+                Some(ProcessInfo {
+                    actor,
+                    pid: record.pid,
+                    alive: record.is_alive(),
+                })
+            })
+            .collect()
+    }
+
+    /// The pool's ports.
+    pub fn port_infos(&self) -> Vec<PortInfo> {
+        (0..self.block.shape().ports as usize)
+            .map(|index| {
+                let entry = self.block.port(index);
+                let (delivered, refused) = entry.counters();
+                PortInfo {
+                    name: entry.name().unwrap_or_default().to_owned(),
+                    subscriber: match entry.subscriber() {
+                        0 => None,
+                        actor => self.pid_of(actor),
+                    },
+                    queued: self.block.port_queue(index).len(),
+                    delivered,
+                    refused,
+                }
+            })
+            .collect()
+    }
+
+    /// Who holds buffers right now: each holder's process id, how many buffers it holds and for
+    /// how long it has held the oldest (if the pool records hold times), most buffers first.
+    /// Buffers held by ports count for their subscribers. Scans the slot table; meant for
+    /// diagnostics, not for the fast path.
+    pub fn holders(&self) -> Holders {
+        let ports: Vec<Option<u32>> = self.port_infos().iter().map(|p| p.subscriber).collect();
+        let mut holders: Vec<Holder> = Vec::new();
+        for buffer in self.buffers() {
+            let mut pids: Vec<u32> = Vec::new();
+            if buffer.state.is_some_and(|_| buffer.references > 0) {
+                if let (Some(pid), true) = (
+                    buffer.holder,
+                    buffer.references as usize > buffer.ports.len(),
+                ) {
+                    pids.push(pid);
+                }
+                let word = self.slot(buffer.slot).word();
+                pids.extend(
+                    ports
+                        .iter()
+                        .enumerate()
+                        .filter(|(port, _)| word.ports & 1 << port != 0)
+                        .filter_map(|(_, pid)| *pid),
+                );
+            }
+            pids.sort_unstable();
+            pids.dedup();
+            for pid in pids {
+                match holders.iter_mut().find(|holder| holder.pid == pid) {
+                    Some(holder) => {
+                        holder.buffers += 1;
+                        holder.longest = holder.longest.max(buffer.held_for);
+                    }
+                    None => holders.push(Holder {
+                        pid,
+                        buffers: 1,
+                        longest: buffer.held_for,
+                    }),
+                }
+            }
+        }
+        holders.sort_by(|a, b| b.buffers.cmp(&a.buffers).then(a.pid.cmp(&b.pid)));
+        Holders(holders)
+    }
+}

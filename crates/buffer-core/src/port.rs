@@ -1,0 +1,452 @@
+//! Fan-out ports: named queues of buffers in the pool block, each entry holding one reference,
+//! so that one filled buffer reaches several consumers (threads or processes) without a copy.
+//!
+//! A producer publishes a written buffer to a set of ports ([`WriteGuard::publish`]); each port
+//! has at most one subscriber at a time ([`BufferPool::subscribe`]), which receives the buffers
+//! in order as [`PortGuard`]s. The buffer goes back to the free queue when the last port's
+//! subscriber drops it.
+//!
+//! # A slow consumer never blocks the others
+//!
+//! A port holds at most its depth of buffers, queued and being read together
+//! ([`PoolConfig::with_port_depth`](crate::PoolConfig::with_port_depth)). Publishing to a port
+//! that is full, or that has no subscriber, *refuses* the buffer for that port: the publication
+//! still reaches the other ports, [`Published`] says which ports refused, and the port counts its
+//! refusals. So a stalled consumer costs the pool at most its port's depth of buffers.
+//!
+//! # Examples
+//!
+//! ```
+//! use buffer_core::{BufferPool, PoolConfig, Wait};
+//!
+//! let pool = BufferPool::with_heap_buffers(
+//!     PoolConfig::new("camera").with_ports(["display", "encoder"]), 4, 64)?;
+//! let (display, encoder) = (pool.port("display")?, pool.port("encoder")?);
+//! let to_display = pool.subscribe(display)?;
+//! let to_encoder = pool.subscribe(encoder)?;
+//!
+//! let mut frame = pool.acquire_free(Wait::NoWait)?;
+//! frame.as_mut_slice()?[0] = 9;
+//! let published = frame.publish(&[display, encoder]);
+//! assert_eq!(published.delivered(), 2);
+//!
+//! let a = to_display.receive(Wait::NoWait)?;
+//! let b = to_encoder.receive(Wait::NoWait)?;
+//! assert_eq!((a.as_slice()?[0], b.as_slice()?[0]), (9, 9)); // the same memory, twice
+//! drop((a, b)); // the last reference dropped: back to the free queue
+//! assert_eq!(pool.counts().free, 4);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+
+use crate::error::{PortError, ReceiveError, SubscribeError};
+use crate::guard::PortGuard;
+use crate::process::ProcessRecord;
+use crate::shm_safe::{CachePadded, ShmSafe};
+use crate::slot::{SlotState, SlotWord};
+use crate::wait::{Wait, WaitFailure, WaitWord, Waitable, wait_for, wake_one};
+use crate::{BufferPool, PoolId, Queue};
+
+/// Most ports one pool can have.
+pub const MAX_PORTS: usize = 16;
+/// Largest port depth.
+pub const MAX_PORT_DEPTH: u32 = 1024;
+/// Port depth when none is given.
+pub const DEFAULT_PORT_DEPTH: u32 = 4;
+/// Longest port name in bytes.
+pub const MAX_PORT_NAME_LEN: usize = 31;
+
+/// A port's record in the block.
+#[repr(C)]
+pub(crate) struct PortEntry {
+    name_len: u32,
+    /// Actor number of the subscribed process; 0 for none.
+    subscriber: AtomicU32,
+    name: [u8; MAX_PORT_NAME_LEN + 1],
+    /// Buffers published to the port.
+    delivered: AtomicU64,
+    /// Buffers refused because the port was full or had no subscriber.
+    refused: AtomicU64,
+    /// The subscriber waiting for a buffer.
+    pub(crate) wait: CachePadded<WaitWord>,
+}
+
+// SAFETY: `#[repr(C)]`, integers, atomics, a byte array and a `CachePadded<WaitWord>`.
+unsafe impl ShmSafe for PortEntry {}
+
+impl PortEntry {
+    /// Names the port at `entry` in a new block.
+    ///
+    /// # Safety
+    ///
+    /// `entry` must point to a port entry of a block being initialised, which nobody else can
+    /// see yet; `name` must be at most [`MAX_PORT_NAME_LEN`] bytes (the config checks it).
+    pub(crate) unsafe fn init(entry: std::ptr::NonNull<PortEntry>, name: &str) {
+        let entry = entry.as_ptr();
+        // SAFETY: the caller guarantees exclusive access to a valid entry.
+        let entry = unsafe { &mut *entry };
+        entry.name_len = name.len() as u32;
+        entry.name[..name.len()].copy_from_slice(name.as_bytes());
+    }
+
+    /// The name, if the stored one is valid.
+    pub(crate) fn name(&self) -> Option<&str> {
+        let bytes = self.name.get(..self.name_len as usize)?;
+        std::str::from_utf8(bytes)
+            .ok()
+            .filter(|name| !name.is_empty())
+    }
+
+    /// The subscriber's actor number, 0 for none.
+    pub(crate) fn subscriber(&self) -> u8 {
+        u8::try_from(self.subscriber.load(Ordering::Acquire)).unwrap_or(0)
+    }
+
+    /// Ends `actor`'s subscription, if it still holds it.
+    pub(crate) fn unsubscribe(&self, actor: u8) {
+        let _ = self.subscriber.compare_exchange(
+            u32::from(actor),
+            0,
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Buffers published to the port and refused by it.
+    pub(crate) fn counters(&self) -> (u64, u64) {
+        (
+            self.delivered.load(Ordering::Relaxed),
+            self.refused.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// A port of one pool, found by name with [`BufferPool::port`]. Cheap to copy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Port {
+    pool: PoolId,
+    index: u8,
+}
+
+impl Port {
+    /// The port's index in its pool (its bit in [`Published`]).
+    pub fn index(self) -> u8 {
+        self.index
+    }
+}
+
+/// Which ports a publication reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Published {
+    delivered: u16,
+    refused: u16,
+}
+
+impl Published {
+    /// How many ports received the buffer.
+    pub fn delivered(self) -> u32 {
+        self.delivered.count_ones()
+    }
+
+    /// How many ports refused it (full, without a subscriber, or of another pool).
+    pub fn refused(self) -> u32 {
+        self.refused.count_ones()
+    }
+
+    /// Whether `port` received it.
+    pub fn reached(self, port: Port) -> bool {
+        self.delivered & 1 << port.index != 0
+    }
+}
+
+/// A subscription to one port: the only way to receive from it. Dropping it unsubscribes and
+/// drops the buffers still waiting in the port.
+#[derive(Debug)]
+pub struct Subscription<'p> {
+    pool: &'p BufferPool,
+    port: Port,
+}
+
+impl BufferPool {
+    /// The port called `name`.
+    pub fn port(&self, name: &str) -> Result<Port, PortError> {
+        let ports = self.block.shape().ports as usize;
+        (0..ports)
+            .find(|&index| self.block.port(index).name() == Some(name))
+            .map(|index| Port {
+                pool: self.id(),
+                index: index as u8,
+            })
+            .ok_or_else(|| PortError {
+                pool: self.inner_name(),
+                name: name.to_owned(),
+                known: (0..ports)
+                    .filter_map(|index| self.block.port(index).name().map(str::to_owned))
+                    .collect(),
+            })
+    }
+
+    /// Subscribes this process to `port`. A port has one subscriber at a time; one whose process
+    /// died is replaced.
+    pub fn subscribe(&self, port: Port) -> Result<Subscription<'_>, SubscribeError> {
+        self.check_port(port)
+            .map_err(|name| SubscribeError::WrongPool { port: name })?;
+        let entry = self.block.port(usize::from(port.index));
+        let port_name = || entry.name().unwrap_or_default().to_owned();
+        for attempt in 0..2 {
+            match entry.subscriber.compare_exchange(
+                0,
+                u32::from(self.actor),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => {
+                    return Ok(Subscription { pool: self, port });
+                }
+                Err(holder) => {
+                    let holder = u8::try_from(holder).unwrap_or(0);
+                    let record = self.block.process(holder).and_then(|entry| entry.read());
+                    let alive = record.is_some_and(|record| record.is_alive());
+                    if holder == self.actor {
+                        return Err(SubscribeError::Taken {
+                            port: port_name(),
+                            pid: std::process::id(),
+                        });
+                    }
+                    if alive || attempt == 1 {
+                        return Err(SubscribeError::Taken {
+                            port: port_name(),
+                            pid: record.map_or(0, |record: ProcessRecord| record.pid),
+                        });
+                    }
+                    self.reclaim_dead();
+                    // A corrupt subscriber number with no process behind it.
+                    if record.is_none() {
+                        entry.unsubscribe(holder);
+                    }
+                }
+            }
+        }
+        unreachable!("the loop returns on its second attempt")
+    }
+
+    /// `Err(port's pool's description)` if `port` is not one of this pool's.
+    fn check_port(&self, port: Port) -> Result<(), String> {
+        if port.pool == self.id() && u32::from(port.index) < self.block.shape().ports {
+            Ok(())
+        } else {
+            Err(format!("port {} of {}", port.index, port.pool))
+        }
+    }
+
+    fn inner_name(&self) -> Arc<str> {
+        self.name().into()
+    }
+
+    /// Hands the held buffer in slot `index` to `ports` (a write guard's `publish`).
+    pub(crate) fn publish(&self, index: u32, generation: u32, ports: &[Port]) -> Published {
+        let slot = self.slot(index);
+        slot.set(SlotWord::new(generation, SlotState::Publishing).by(self.actor));
+        let mut published = Published::default();
+        for &port in ports {
+            let bit = 1u16.checked_shl(u32::from(port.index)).unwrap_or(0);
+            if (published.delivered | published.refused) & bit != 0 {
+                continue;
+            }
+            if self.check_port(port).is_err() {
+                published.refused |= bit;
+                continue;
+            }
+            let entry = self.block.port(usize::from(port.index));
+            let queue = self.block.port_queue(usize::from(port.index));
+            let reserved = if entry.subscriber() == 0 {
+                None
+            } else {
+                queue.reserve(index, self.actor).ok()
+            };
+            let Some(position) = reserved else {
+                entry.refused.fetch_add(1, Ordering::Relaxed);
+                published.refused |= bit;
+                continue;
+            };
+            // The port's reference is counted before the subscriber can take the cell.
+            let mut word = slot.word();
+            while let Err(now) = slot.replace(
+                word,
+                SlotWord {
+                    ports: word.ports | bit,
+                    ..word
+                },
+            ) {
+                word = now;
+            }
+            queue.publish(position, index);
+            entry.delivered.fetch_add(1, Ordering::Relaxed);
+            wake_one(&entry.wait);
+            published.delivered |= bit;
+        }
+        // The publisher's own reference ends: the ports keep the buffer, or nobody does.
+        let mut word = slot.word();
+        loop {
+            let next = if word.ports == 0 {
+                SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor)
+            } else {
+                SlotWord {
+                    state: Some(SlotState::Shared),
+                    actor: 0,
+                    ..word
+                }
+            };
+            match slot.replace(word, next) {
+                Ok(()) => {
+                    if next.state == Some(SlotState::Free) {
+                        self.push(Queue::Free, index);
+                    }
+                    return published;
+                }
+                Err(now) => word = now,
+            }
+        }
+    }
+
+    /// Drops port `port`'s reference to slot `index` at `generation` (a port guard's drop, after
+    /// it released its cell); puts the buffer back on the free queue if it was the last.
+    pub(crate) fn drop_port_reference(&self, port: u8, index: u32, generation: u32) {
+        let slot = self.slot(index);
+        let bit = 1u16 << port;
+        let mut word = slot.word();
+        loop {
+            if word.generation != generation || word.ports & bit == 0 {
+                // Already dropped by a reaper that found the cell gone.
+                return;
+            }
+            let ports = word.ports & !bit;
+            let last = word.state == Some(SlotState::Shared) && ports == 0;
+            let next = if last {
+                SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor)
+            } else {
+                SlotWord { ports, ..word }
+            };
+            match slot.replace(word, next) {
+                Ok(()) => {
+                    if last {
+                        self.push(Queue::Free, index);
+                    }
+                    return;
+                }
+                Err(now) => word = now,
+            }
+        }
+    }
+}
+
+impl<'p> Subscription<'p> {
+    /// The port subscribed to.
+    pub fn port(&self) -> Port {
+        self.port
+    }
+
+    /// Receives the next buffer published to the port, waiting as `wait` says. After
+    /// [`BufferPool::close`], buffers already published are still received; `Closed` comes once
+    /// the port is empty.
+    pub fn receive(&self, wait: Wait) -> Result<PortGuard<'p>, ReceiveError> {
+        let pool = self.pool;
+        let entry = pool.block.port(usize::from(self.port.index));
+        let port = || entry.name().unwrap_or_default().to_owned();
+        let source = ReceiveFrom { subscription: self };
+        let taken = match source.try_take() {
+            Some(taken) => Ok(taken),
+            None => wait_for(&source, &entry.wait, wait, || {
+                pool.block.header().waits.fetch_add(1, Ordering::Relaxed);
+            }),
+        };
+        match taken {
+            Ok((position, index, generation)) => Ok(PortGuard::new(
+                pool,
+                self.port.index,
+                position,
+                index,
+                generation,
+            )),
+            Err(WaitFailure::Closed) => Err(ReceiveError::Closed {
+                pool: pool.inner_name(),
+                port: port(),
+            }),
+            Err(WaitFailure::TimedOut) => Err(match wait {
+                Wait::Timeout(waited) => ReceiveError::Timeout {
+                    pool: pool.inner_name(),
+                    port: port(),
+                    waited,
+                },
+                Wait::NoWait | Wait::Forever => ReceiveError::Empty {
+                    pool: pool.inner_name(),
+                    port: port(),
+                },
+            }),
+        }
+    }
+}
+
+/// A wait for a buffer on a port.
+struct ReceiveFrom<'s, 'p> {
+    subscription: &'s Subscription<'p>,
+}
+
+impl Waitable for ReceiveFrom<'_, '_> {
+    type Item = (u64, u32, u32);
+
+    /// Takes the next cell; its buffer must count this port's reference (a cell whose reference
+    /// is gone, in a corrupt block, is skipped).
+    fn try_take(&self) -> Option<(u64, u32, u32)> {
+        let pool = self.subscription.pool;
+        let port = self.subscription.port.index;
+        let queue = pool.block.port_queue(usize::from(port));
+        let (position, index) = queue.take(pool.actor)?;
+        if let Some(slot) = pool.block.slot_checked(index) {
+            let word = slot.word();
+            if word.ports & 1 << port != 0 && pool.len_of(index) != 0 {
+                slot.note_acquired(pool.hold_time());
+                return Some((position, index, word.generation));
+            }
+        }
+        queue.release(position);
+        None
+    }
+
+    fn has_claimed(&self) -> bool {
+        let pool = self.subscription.pool;
+        pool.block
+            .port_queue(usize::from(self.subscription.port.index))
+            .has_claimed()
+    }
+
+    fn is_closed(&self) -> bool {
+        let pool = self.subscription.pool;
+        let queue = pool
+            .block
+            .port_queue(usize::from(self.subscription.port.index));
+        pool.is_closed() && !queue.has_claimed()
+    }
+
+    fn on_idle(&self) {
+        self.subscription.pool.reclaim_dead();
+    }
+}
+
+impl Drop for Subscription<'_> {
+    /// Unsubscribes, then drops the buffers still waiting in the port.
+    fn drop(&mut self) {
+        let pool = self.pool;
+        let index = usize::from(self.port.index);
+        pool.block.port(index).unsubscribe(pool.actor);
+        let queue = pool.block.port_queue(index);
+        while let Some((position, slot)) = queue.take(pool.actor) {
+            queue.release(position);
+            if let Some(word) = pool.block.slot_checked(slot).map(|s| s.word()) {
+                pool.drop_port_reference(self.port.index, slot, word.generation);
+            }
+        }
+    }
+}

@@ -1,0 +1,325 @@
+//! Reclaiming what dead processes held.
+//!
+//! Every change of who holds a buffer is one store or compare-and-swap on the buffer's state
+//! word or on a queue cell, and at every moment a buffer is either in a queue cell or named by
+//! its state word (`slot.rs`, `queue.rs`). So when a process dies, between any two instructions,
+//! what it held can be read off the block exactly:
+//!
+//! - cells of the free and filled queues that it TAKEN but had not released: if the buffer's
+//!   state word does not name it as holder yet and the buffer is in no other cell, it goes back
+//!   on that queue;
+//! - port cells it reserved (a publication in progress): published if the buffer already counts
+//!   the port's reference, released otherwise; port cells it took (a subscriber's read): released;
+//! - buffers whose state word names it as holder (guards, detached ids): back to the free queue;
+//!   a publication it had not finished is finished;
+//! - buffers it was putting on a queue (state `Free`/`Filled` naming it) that are in no cell of
+//!   that queue: queued;
+//! - a port it subscribed: unsubscribed, and the buffers waiting in it dropped;
+//! - port references whose cell is gone (a read that ended between releasing its cell and
+//!   dropping the reference): dropped.
+//!
+//! Each step re-reads the state word and changes it only by compare-and-swap from what it read,
+//! so it cannot undo a live process's move; state words are read before the cells are scanned,
+//! so that a buffer which left a cell meanwhile has a changed state word and is left alone. The
+//! steps run under the block's cleanup lock, so two reapers never race. A reaper that dies while
+//! reaping is itself reaped; every step is safe to repeat.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use crate::block::BlockView;
+use crate::process::ProcessRecord;
+use crate::queue::{CellChange, CellState, QueueRef};
+use crate::slot::{SlotState, SlotWord};
+use crate::wait::wake_one;
+use crate::{BufferPool, Queue};
+
+impl BufferPool {
+    /// Looks for processes attached to this pool that died, and reclaims exactly what they held:
+    /// their guards, their detached ids, their port reads and publications in flight, their port
+    /// subscriptions. Returns how many buffers went back to the free queue.
+    ///
+    /// This runs by itself when a process attaches and while an acquisition waits (at most every
+    /// 100 ms); call it to reclaim at other moments. It costs a read of `/proc/PID/stat` for each
+    /// attached process, and a scan of the block only when one died.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p"), 2, 64).unwrap();
+    /// assert_eq!(pool.reclaim_dead(), 0); // nobody died
+    /// ```
+    pub fn reclaim_dead(&self) -> usize {
+        reclaim_dead_with(self.block, self.actor)
+    }
+}
+
+/// [`BufferPool::reclaim_dead`] for the process whose actor number is `me` (0 if it has none
+/// yet).
+pub(crate) fn reclaim_dead_with(block: BlockView, me: u8) -> usize {
+    let dead: Vec<(u8, ProcessRecord)> = block
+        .processes()
+        .filter(|&(actor, _)| actor != me)
+        .filter_map(|(actor, entry)| Some((actor, entry.read()?)))
+        .filter(|(_, record)| !record.is_alive())
+        .collect();
+    if dead.is_empty() {
+        return 0;
+    }
+    let Some(_lock) = CleanupLock::acquire(&block, Duration::ZERO) else {
+        // Another process is reclaiming right now.
+        return 0;
+    };
+    let mut back = 0;
+    for (actor, record) in dead {
+        let Some(entry) = block.process(actor) else {
+            continue;
+        };
+        // Another reaper may have finished this one (and the entry been reused) meanwhile.
+        if entry.read() != Some(record) {
+            continue;
+        }
+        back += reap(block, actor, me);
+        entry.free(record);
+        block.header().reaped.fetch_add(1, Ordering::Relaxed);
+    }
+    block
+        .header()
+        .reclaimed
+        .fetch_add(back as u64, Ordering::Relaxed);
+    back
+}
+
+/// Gives back what process `me` itself still holds, as it detaches (its handles are gone, so
+/// none of its threads is using the pool).
+pub(crate) fn reclaim_own(block: BlockView, me: u8) {
+    if let Some(_lock) = CleanupLock::acquire(&block, Duration::from_secs(1)) {
+        reap(block, me, me);
+    }
+}
+
+/// The block's cleanup lock: the holder's pid in the header, 0 when free. A holder that died is
+/// replaced.
+struct CleanupLock<'a> {
+    word: &'a std::sync::atomic::AtomicU32,
+}
+
+impl<'a> CleanupLock<'a> {
+    /// Takes the lock of `block`, waiting at most `patience` for a live holder.
+    fn acquire(block: &'a BlockView, patience: Duration) -> Option<CleanupLock<'a>> {
+        let word = &block.header().cleanup;
+        let me = std::process::id();
+        let deadline = Instant::now() + patience;
+        loop {
+            match word.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
+                Ok(_) => return Some(CleanupLock { word }),
+                Err(holder) if holder != me && !ProcessRecord::pid_alive(holder) => {
+                    if word
+                        .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Acquire)
+                        .is_ok()
+                    {
+                        return Some(CleanupLock { word });
+                    }
+                }
+                Err(_) if Instant::now() >= deadline => return None,
+                Err(_) => std::thread::yield_now(),
+            }
+        }
+    }
+}
+
+impl Drop for CleanupLock<'_> {
+    fn drop(&mut self) {
+        self.word.store(0, Ordering::Release);
+    }
+}
+
+/// Reclaims what `dead` held, acting as `me`; returns the buffers put back on the free queue.
+fn reap(block: BlockView, dead: u8, me: u8) -> usize {
+    let mut back = 0;
+    for queue in [Queue::Free, Queue::Filled] {
+        back += finish_takes(block, queue, dead, me);
+    }
+    for port in 0..block.shape().ports as usize {
+        finish_port_cells(block, port, dead, me);
+    }
+    back += finish_slots(block, dead, me);
+    back
+}
+
+/// The queued state of the buffers in `queue`.
+fn queued_state(queue: Queue) -> SlotState {
+    match queue {
+        Queue::Free => SlotState::Free,
+        Queue::Filled => SlotState::Filled,
+    }
+}
+
+/// Cells of `queue` that `dead` took and did not release.
+fn finish_takes(block: BlockView, queue: Queue, dead: u8, me: u8) -> usize {
+    let (ring, _) = block.queue(queue);
+    let mut back = 0;
+    for (index, cell) in ring.cells() {
+        if cell.state != CellState::Taken || cell.actor != dead {
+            continue;
+        }
+        if let Some(slot) = block.slot_checked(cell.value) {
+            let word = slot.word();
+            // Read the state word first, then look for the buffer in the other cells.
+            let elsewhere = ring.cells().any(|(other, c)| {
+                other != index
+                    && c.value == cell.value
+                    && matches!(c.state, CellState::Full | CellState::Taken)
+            });
+            if word.state == Some(queued_state(queue))
+                && !elsewhere
+                && slot.replace(word, word.by(me)).is_ok()
+            {
+                // Taken, but not yet recorded as held: it goes back where it was.
+                requeue(block, queue, cell.value);
+                back += usize::from(queue == Queue::Free);
+            }
+        }
+        ring.replace_cell(index, cell, CellChange::Release);
+    }
+    back
+}
+
+/// Cells of port `port` that `dead` reserved or took; its subscription.
+fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
+    let ring = block.port_queue(port);
+    let entry = block.port(port);
+    let bit = 1u16 << port;
+    for (index, cell) in ring.cells() {
+        if cell.actor != dead {
+            continue;
+        }
+        match cell.state {
+            CellState::Reserved => {
+                let counted = block
+                    .slot_checked(cell.value)
+                    .is_some_and(|slot| slot.word().ports & bit != 0);
+                let change = if counted {
+                    CellChange::Publish
+                } else {
+                    CellChange::Release
+                };
+                if ring.replace_cell(index, cell, change) && counted {
+                    wake_one(&entry.wait);
+                }
+            }
+            // The reference it was reading is dropped by `finish_slots` (its cell is gone).
+            CellState::Taken => {
+                ring.replace_cell(index, cell, CellChange::Release);
+            }
+            CellState::Empty | CellState::Full => {}
+        }
+    }
+    if entry.subscriber() == dead {
+        // Nobody will read what waits in a dead subscriber's port: drop it (the references are
+        // dropped by `finish_slots`, their cells being gone).
+        while let Some((position, _)) = ring.take(me) {
+            ring.release(position);
+        }
+        entry.unsubscribe(dead);
+    }
+}
+
+/// Buffers whose state word names `dead`, and port references left without a cell.
+fn finish_slots(block: BlockView, dead: u8, me: u8) -> usize {
+    let capacity = block.capacity();
+    // State words first, cells second (see the module docs).
+    let words: Vec<SlotWord> = (0..capacity).map(|i| block.slot(i).word()).collect();
+    let in_free = presence(block.free_queue(), capacity);
+    let in_filled = presence(block.filled_queue(), capacity);
+    let in_ports: Vec<Vec<bool>> = (0..block.shape().ports as usize)
+        .map(|port| presence(block.port_queue(port), capacity))
+        .collect();
+    let mut back = 0;
+    for (index, &word) in words.iter().enumerate() {
+        let slot = block.slot(index as u32);
+        let mut word = word;
+        // Port references without a cell.
+        let orphans = in_ports
+            .iter()
+            .enumerate()
+            .filter(|(port, present)| word.ports & (1 << port) != 0 && !present[index])
+            .fold(0u16, |bits, (port, _)| bits | 1 << port);
+        if orphans != 0 {
+            let next = SlotWord {
+                ports: word.ports & !orphans,
+                ..word
+            };
+            let next = if next.state == Some(SlotState::Shared) && next.ports == 0 {
+                SlotWord::new(word.generation.wrapping_add(1), SlotState::Free).by(me)
+            } else {
+                next
+            };
+            if slot.replace(word, next).is_err() {
+                continue;
+            }
+            if next.state == Some(SlotState::Free) {
+                requeue(block, Queue::Free, index as u32);
+                back += 1;
+                continue;
+            }
+            word = next;
+        }
+        if word.actor != dead {
+            continue;
+        }
+        let next = match word.state {
+            Some(SlotState::Publishing) if word.ports != 0 => SlotWord {
+                state: Some(SlotState::Shared),
+                actor: 0,
+                ..word
+            },
+            Some(_) if word.is_held() => {
+                SlotWord::new(word.generation.wrapping_add(1), SlotState::Free).by(me)
+            }
+            Some(SlotState::Free) if !in_free[index] => word.by(me),
+            Some(SlotState::Filled) if !in_filled[index] => word.by(me),
+            _ => continue,
+        };
+        if slot.replace(word, next).is_err() {
+            continue;
+        }
+        match next.state {
+            Some(SlotState::Free) => {
+                requeue(block, Queue::Free, index as u32);
+                back += 1;
+            }
+            Some(SlotState::Filled) => requeue(block, Queue::Filled, index as u32),
+            _ => {}
+        }
+    }
+    back
+}
+
+/// Which slot indices `ring` holds in a FULL, TAKEN or RESERVED cell.
+fn presence(ring: QueueRef<'_>, capacity: u32) -> Vec<bool> {
+    let mut present = vec![false; capacity as usize];
+    for (_, cell) in ring.cells() {
+        if cell.state != CellState::Empty && cell.value < capacity {
+            present[cell.value as usize] = true;
+        }
+    }
+    present
+}
+
+/// Puts slot `index`, whose state word now names the reaper, on `queue`.
+fn requeue(block: BlockView, queue: Queue, index: u32) {
+    let (ring, word) = block.queue(queue);
+    for _ in 0..1000 {
+        if ring.push(index).is_ok() {
+            wake_one(word);
+            return;
+        }
+        std::thread::yield_now();
+    }
+    eprintln!(
+        "bufpool: the {queue} queue stayed full while reclaiming buffer {index}, which only a corrupt pool block explains; it is left out"
+    );
+}
