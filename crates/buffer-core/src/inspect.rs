@@ -196,3 +196,84 @@ impl BufferPool {
         Holders(holders)
     }
 }
+
+impl BufferPool {
+    /// Checks that every buffer is in exactly one place: each queued buffer (`Free`, `Filled`)
+    /// in exactly one cell of its queue, each held buffer in none, each port reference in one
+    /// cell of its port, no cell taken or reserved, and the queues' lengths adding up. Returns
+    /// the problems found (none for a consistent pool).
+    ///
+    /// Meaningful only while no thread or process is in the middle of an operation on the pool
+    /// (a take or a push in flight looks like a problem): for tests and post-mortems.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p"), 3, 64).unwrap();
+    /// pool.acquire_free(Wait::NoWait).unwrap().submit();
+    /// assert_eq!(pool.audit(), Vec::<String>::new());
+    /// ```
+    pub fn audit(&self) -> Vec<String> {
+        use crate::queue::CellState;
+        let capacity = self.capacity();
+        let mut problems = Vec::new();
+        let count = |ring: crate::queue::QueueRef<'_>, what: &str, problems: &mut Vec<String>| {
+            let mut seen = vec![0u32; capacity as usize];
+            for (index, cell) in ring.cells() {
+                match cell.state {
+                    CellState::Empty => {}
+                    CellState::Full if cell.value < capacity => seen[cell.value as usize] += 1,
+                    state => problems.push(format!(
+                        "{what} cell {index} is {state:?} (actor {}, value {})",
+                        cell.actor, cell.value
+                    )),
+                }
+            }
+            seen
+        };
+        let free = count(self.block.free_queue(), "free queue", &mut problems);
+        let filled = count(self.block.filled_queue(), "filled queue", &mut problems);
+        let ports: Vec<Vec<u32>> = (0..self.block.shape().ports as usize)
+            .map(|port| count(self.block.port_queue(port), "port queue", &mut problems))
+            .collect();
+        let mut buffers = 0;
+        for index in 0..capacity {
+            let word = self.slot(index).word();
+            let i = index as usize;
+            let (want_free, want_filled) = match word.state {
+                Some(SlotState::Vacant) => (0, 0),
+                Some(SlotState::Free) => (1, 0),
+                Some(SlotState::Filled) => (0, 1),
+                _ => (0, 0),
+            };
+            if word.state != Some(SlotState::Vacant) {
+                buffers += 1;
+            }
+            if (free[i], filled[i]) != (want_free, want_filled) {
+                problems.push(format!(
+                    "buffer {index} ({:?}) is in the free queue {} times and in the filled queue {} times",
+                    word.state, free[i], filled[i]
+                ));
+            }
+            for (port, seen) in ports.iter().enumerate() {
+                let counted = u32::from(word.ports & 1 << port != 0);
+                if seen[i] != counted {
+                    problems.push(format!(
+                        "buffer {index} is queued {} times in port {port}, which holds {counted} reference(s) to it",
+                        seen[i]
+                    ));
+                }
+            }
+        }
+        let counts = self.counts();
+        let queued = free.iter().sum::<u32>() + filled.iter().sum::<u32>();
+        if counts.free + counts.filled != queued || counts.total != buffers {
+            problems.push(format!(
+                "counts {counts} disagree with the {buffers} buffers and {queued} queued cells found"
+            ));
+        }
+        problems
+    }
+}

@@ -1,0 +1,183 @@
+//! Pools shared between real processes: the test binary re-runs itself as the other process.
+
+mod common;
+
+use std::io::{BufReader, Write};
+use std::time::Duration;
+
+use buffer_core::{BufferId, BufferPool, PoolConfig, ReceiveError, Wait};
+use common::{checksum, fill, read_until, role, spawn, wait_exit};
+
+const FRAMES: u64 = 10_000;
+const FRAME_LEN: usize = 4096;
+const LIMIT: Duration = Duration::from_secs(120);
+
+/// The child processes' entry point; does nothing when run as a test.
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    let segment = std::env::var("SEGMENT").unwrap();
+    let pool = BufferPool::attach(&segment).unwrap();
+    match role.as_str() {
+        "consumer" => consume_filled(&pool),
+        "redeemer" => redeem_ids(&pool),
+        "subscriber" => {
+            let port = pool.port(&std::env::var("PORT").unwrap()).unwrap();
+            receive_port(&pool, port)
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Reads filled frames until the pool is closed and drained; checks every payload.
+fn consume_filled(pool: &BufferPool) {
+    let (mut frames, mut bad, mut next) = (0u64, 0u64, 0u64);
+    let mut expected = vec![0u8; FRAME_LEN];
+    while let Ok(frame) = pool.acquire_filled(Wait::Forever) {
+        let sequence = frame.meta().sequence;
+        fill(&mut expected, sequence);
+        if sequence != next || checksum(frame.as_slice().unwrap()) != checksum(&expected) {
+            bad += 1;
+        }
+        next = sequence + 1;
+        frames += 1;
+    }
+    println!("done frames={frames} bad={bad}");
+}
+
+/// Reads ids from stdin, one per line, redeems each as a write guard and checks its payload.
+fn redeem_ids(pool: &BufferPool) {
+    let (mut frames, mut bad) = (0u64, 0u64);
+    let mut expected = vec![0u8; FRAME_LEN];
+    for line in std::io::stdin().lines() {
+        let bits: u128 = line.unwrap().trim().parse().unwrap();
+        let mut guard = pool.redeem_write(BufferId::from_bits(bits)).unwrap();
+        let sequence = guard.meta().sequence;
+        fill(&mut expected, sequence);
+        if guard.as_mut_slice().unwrap() != expected.as_slice() {
+            bad += 1;
+        }
+        frames += 1;
+        drop(guard); // back to the free queue, in the other process's pool
+    }
+    println!("done frames={frames} bad={bad}");
+}
+
+/// Subscribes to `port`, says so, and receives until the pool is closed and the port empty.
+fn receive_port(pool: &BufferPool, port: buffer_core::Port) {
+    let subscription = pool.subscribe(port).unwrap();
+    println!("ready");
+    let (mut frames, mut bad, mut next) = (0u64, 0u64, 0u64);
+    let mut expected = vec![0u8; FRAME_LEN];
+    loop {
+        match subscription.receive(Wait::Forever) {
+            Ok(frame) => {
+                let sequence = frame.meta().sequence;
+                fill(&mut expected, sequence);
+                if sequence != next || frame.as_slice().unwrap() != expected.as_slice() {
+                    bad += 1;
+                }
+                next = sequence + 1;
+                frames += 1;
+            }
+            Err(ReceiveError::Closed { .. }) => break,
+            Err(err) => panic!("{err}"),
+        }
+    }
+    println!("done frames={frames} bad={bad}");
+}
+
+fn shared_pool(test: &str, config: PoolConfig, count: u32) -> (buffer_core::PoolOwner, String) {
+    let segment = common::segment_name(test);
+    let pool = BufferPool::create_shared(&segment, config, count, FRAME_LEN).unwrap();
+    (pool, segment)
+}
+
+fn produce(pool: &BufferPool, sequence: u64) -> buffer_core::WriteGuard<'_> {
+    let mut frame = pool.acquire_free(Wait::Timeout(LIMIT)).unwrap();
+    fill(frame.as_mut_slice().unwrap(), sequence);
+    frame.meta_mut().sequence = sequence;
+    frame
+}
+
+#[test]
+fn a_consumer_process_receives_10000_frames_intact() {
+    if role().is_some() {
+        return;
+    }
+    let (pool, segment) = shared_pool("filled", PoolConfig::new("filled").with_capacity(8), 8);
+    let mut child = spawn("child_entry", "consumer", &[("SEGMENT", segment)]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    for sequence in 0..FRAMES {
+        produce(&pool, sequence).submit();
+    }
+    pool.close();
+    assert_eq!(read_until(&mut out, "done "), format!("frames={FRAMES} bad=0"));
+    assert!(wait_exit(&mut child, LIMIT).success());
+    let counts = pool.counts();
+    assert_eq!((counts.free, counts.total), (8, 8), "every buffer back: {counts}");
+    assert_eq!(pool.audit(), Vec::<String>::new());
+    assert_eq!(pool.processes().len(), 1, "the consumer detached");
+}
+
+#[test]
+fn ids_sent_over_a_pipe_are_redeemed_by_another_process() {
+    if role().is_some() {
+        return;
+    }
+    const IDS: u64 = 2_000;
+    let (pool, segment) = shared_pool("ids", PoolConfig::new("ids").with_capacity(4), 4);
+    let mut child = spawn("child_entry", "redeemer", &[("SEGMENT", segment)]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut stdin = child.stdin.take().unwrap();
+    for sequence in 0..IDS {
+        let id = produce(&pool, sequence).into_id();
+        writeln!(stdin, "{}", id.to_bits()).unwrap();
+    }
+    drop(stdin);
+    assert_eq!(read_until(&mut out, "done "), format!("frames={IDS} bad=0"));
+    assert!(wait_exit(&mut child, LIMIT).success());
+    assert_eq!(pool.counts().free, 4);
+    assert_eq!(pool.audit(), Vec::<String>::new());
+}
+
+#[test]
+fn fan_out_reaches_three_consumer_processes_without_copies() {
+    if role().is_some() {
+        return;
+    }
+    let ports = ["c0", "c1", "c2"];
+    // As many buffers as a port's depth: a port can never be full, so none refuses a frame.
+    let config = PoolConfig::new("fanout")
+        .with_capacity(4)
+        .with_ports(ports)
+        .with_port_depth(4);
+    let (pool, segment) = shared_pool("fanout", config, 4);
+    let mut children: Vec<_> = ports
+        .iter()
+        .map(|port| {
+            let mut child = spawn(
+                "child_entry",
+                "subscriber",
+                &[("SEGMENT", segment.clone()), ("PORT", port.to_string())],
+            );
+            let mut out = BufReader::new(child.stdout.take().unwrap());
+            read_until(&mut out, "ready");
+            (child, out)
+        })
+        .collect();
+    let targets: Vec<_> = ports.iter().map(|p| pool.port(p).unwrap()).collect();
+    for sequence in 0..FRAMES {
+        let published = produce(&pool, sequence).publish(&targets);
+        assert_eq!(published.delivered(), 3, "frame {sequence}");
+    }
+    pool.close();
+    for (child, out) in &mut children {
+        assert_eq!(read_until(out, "done "), format!("frames={FRAMES} bad=0"));
+        assert!(wait_exit(child, LIMIT).success());
+    }
+    assert_eq!(pool.counts().free, 4, "every buffer back in the free queue");
+    assert_eq!(pool.audit(), Vec::<String>::new());
+    let delivered: Vec<u64> = pool.port_infos().iter().map(|p| p.delivered).collect();
+    assert_eq!(delivered, vec![FRAMES; 3]);
+}
