@@ -314,6 +314,33 @@ impl<'a> QueueRef<'a> {
             .store(Cell::empty(next_lap).encode(), Ordering::Release);
     }
 
+    /// Moves `head` and `tail` past cells whose push or take is done but whose mover stopped
+    /// before moving the position on (a process killed in between). Any operation would do it on
+    /// its way; the reaper calls this so that lengths are exact at once.
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn settle(&self) {
+        for _ in 0..self.retry_limit() {
+            let tail = self.ctrl.tail.load(Ordering::Acquire);
+            let cell = Cell::decode(self.cell(tail).word.load(Ordering::SeqCst));
+            let lap = cell.seq.wrapping_sub(tail as u32) as i32;
+            if lap > 0 || (lap == 0 && cell.state != CellState::Empty) {
+                Self::advance(&self.ctrl.tail, tail);
+            } else {
+                break;
+            }
+        }
+        for _ in 0..self.retry_limit() {
+            let head = self.ctrl.head.load(Ordering::Acquire);
+            let cell = Cell::decode(self.cell(head).word.load(Ordering::SeqCst));
+            let lap = cell.seq.wrapping_sub(head as u32) as i32;
+            if lap > 0 || (lap == 0 && cell.state == CellState::Taken) {
+                Self::advance(&self.ctrl.head, head);
+            } else {
+                break;
+            }
+        }
+    }
+
     /// Number of values in the queue, counting pushes and takes still in progress. A snapshot:
     /// it may be out of date as soon as it is returned. `head` is read first, so `tail >= head`;
     /// more than a lap of operations between the loads is clamped to the queue's size.

@@ -146,6 +146,11 @@ fn reap(block: BlockView, dead: u8, me: u8) -> usize {
         finish_port_cells(block, port, dead, me);
     }
     back += finish_slots(block, dead, me);
+    block.free_queue().settle();
+    block.filled_queue().settle();
+    for port in 0..block.shape().ports as usize {
+        block.port_queue(port).settle();
+    }
     back
 }
 

@@ -112,10 +112,17 @@ fn a_consumer_process_receives_10000_frames_intact() {
         produce(&pool, sequence).submit();
     }
     pool.close();
-    assert_eq!(read_until(&mut out, "done "), format!("frames={FRAMES} bad=0"));
+    assert_eq!(
+        read_until(&mut out, "done "),
+        format!("frames={FRAMES} bad=0")
+    );
     assert!(wait_exit(&mut child, LIMIT).success());
     let counts = pool.counts();
-    assert_eq!((counts.free, counts.total), (8, 8), "every buffer back: {counts}");
+    assert_eq!(
+        (counts.free, counts.total),
+        (8, 8),
+        "every buffer back: {counts}"
+    );
     assert_eq!(pool.audit(), Vec::<String>::new());
     assert_eq!(pool.processes().len(), 1, "the consumer detached");
 }
