@@ -872,24 +872,35 @@ impl BufferPool {
     }
 
     /// A push that found its queue full at the tail: the queues have twice as many cells as
-    /// buffers, so a cell there is still TAKEN by a process that is about to release it, or by
-    /// one that died (reclaimed here).
+    /// buffers, so the cell there is still TAKEN by a process that is about to release it (wait
+    /// for it), or by one that died (reclaim it). Anything else in the way means a corrupt block.
     #[cold]
     #[inline(never)]
     fn push_slow(&self, queue: Queue, index: u32) {
         let (ring, word) = self.block.queue(queue);
         let deadline = Instant::now() + Duration::from_secs(5);
-        while Instant::now() < deadline {
-            std::thread::yield_now();
-            self.reclaim_dead();
-            if ring.push(index).is_ok() {
-                wake_one(word);
-                return;
+        loop {
+            let full = match ring.push(index) {
+                Ok(_) => {
+                    wake_one(word);
+                    return;
+                }
+                Err(full) => full,
+            };
+            let taker = (full.blocker.state == crate::queue::CellState::Taken)
+                .then(|| self.block.process(full.blocker.actor)?.read())
+                .flatten();
+            match taker {
+                Some(record) if !record.is_alive() => {
+                    self.reclaim_dead();
+                }
+                Some(_) if Instant::now() < deadline => std::thread::yield_now(),
+                _ => break,
             }
         }
         // Only a corrupt block gets here: its queue positions or cells were overwritten.
         eprintln!(
-            "bufpool: pool '{}': the {queue} queue stayed full for 5 s, which only a corrupt pool block explains; buffer {index} is left out of it",
+            "bufpool: pool '{}': the {queue} queue is full, which only a corrupt pool block explains; buffer {index} is left out of it",
             self.name()
         );
     }
