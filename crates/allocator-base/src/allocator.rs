@@ -66,6 +66,8 @@ pub struct Allocator<B: Backend> {
     id: AllocatorId,
     backend: Arc<B>,
     pools: Mutex<Vec<PoolId>>,
+    /// Whether pools go into named shared-memory segments.
+    shared: bool,
 }
 
 impl<B: Backend> Allocator<B> {
@@ -75,7 +77,51 @@ impl<B: Backend> Allocator<B> {
             id: AllocatorId::next(),
             backend: Arc::new(backend),
             pools: Mutex::new(Vec::new()),
+            shared: false,
         }
+    }
+
+    /// This allocator, making its pools in shared memory: each pool lives in a named segment
+    /// (named after the pool, so pool names must be valid segment names and unique on the
+    /// machine) that holds its block and its buffers, and other processes attach to it with
+    /// [`BufferPool::attach`]. The buffers are the segment's host memory, not the backend's, and
+    /// are fixed when the pool is created: injecting and removing buffers are refused.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+    /// use buffer_core::{BufferPool, MemoryKind};
+    /// # struct Boxes;
+    /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+    /// # unsafe impl Backend for Boxes {
+    /// #     type Memory = Box<[u8]>;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn name(&self) -> &'static str { "boxes" }
+    /// #     fn memory_kind(&self) -> MemoryKind { MemoryKind::Host }
+    /// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+    /// #         let mut memory = vec![0u8; size].into_boxed_slice();
+    /// #         let addr = memory.as_mut_ptr();
+    /// #         Ok(Created { memory, addr, phys: None })
+    /// #     }
+    /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+    /// # }
+    ///
+    /// let allocator = Allocator::new(Boxes).in_shared_memory();
+    /// let name = format!("doc-allocator-{}", std::process::id());
+    /// let id = allocator.allocate_pool_with_buffers(2, 4096, &name, "video")?;
+    /// let other_process_view = BufferPool::attach(&name)?;
+    /// assert_eq!(other_process_view.id(), id);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn in_shared_memory(mut self) -> Allocator<B> {
+        self.shared = true;
+        self
+    }
+
+    /// Whether this allocator makes its pools in shared memory.
+    pub fn is_shared(&self) -> bool {
+        self.shared
     }
 
     /// The backend.
@@ -131,6 +177,13 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         size: usize,
     ) -> Result<PoolId, AllocatePoolError> {
         config.check_initial_buffers(count, size)?;
+        if self.shared {
+            let segment = config.name().to_owned();
+            let owner = BufferPool::create_shared(&segment, config, count, size)?;
+            let id = Registry::global().register(self.id, owner);
+            self.pools.lock().push(id);
+            return Ok(id);
+        }
         let owner = BufferPool::create(config)?;
         for index in 0..count {
             let memory = self
@@ -265,6 +318,7 @@ impl<B: Backend> std::fmt::Debug for Allocator<B> {
         f.debug_struct("Allocator")
             .field("id", &self.id)
             .field("backend", &self.backend.name())
+            .field("shared", &self.shared)
             .field("pools", &self.pool_ids())
             .finish()
     }

@@ -52,11 +52,19 @@ pub enum AllocatorType {
     Auto,
     /// Aligned host memory (`allocator-normal`).
     Normal,
+    /// Host memory in named shared-memory segments, one per pool (named after the pool), that
+    /// other processes attach to with `BufferPool::attach`: `allocator-normal`'s allocator
+    /// [`in_shared_memory`](allocator_base::Allocator::in_shared_memory).
+    Shared,
 }
 
 impl AllocatorType {
     /// Every type this build knows, in the order `--help` lists them.
-    pub const ALL: &'static [AllocatorType] = &[AllocatorType::Auto, AllocatorType::Normal];
+    pub const ALL: &'static [AllocatorType] = &[
+        AllocatorType::Auto,
+        AllocatorType::Normal,
+        AllocatorType::Shared,
+    ];
 
     /// The concrete type `Auto` stands for; any other type is itself.
     pub fn resolve(self) -> AllocatorType {
@@ -70,6 +78,7 @@ impl AllocatorType {
         match self {
             AllocatorType::Auto => "auto",
             AllocatorType::Normal => "normal",
+            AllocatorType::Shared => "shared",
         }
     }
 }
@@ -244,6 +253,10 @@ pub fn create_with_config(
         AllocatorType::Normal | AllocatorType::Auto => Box::new(NormalAllocator::new(
             NormalBackend::with_alignment(config.alignment)?,
         )),
+        AllocatorType::Shared => Box::new(
+            NormalAllocator::new(NormalBackend::with_alignment(config.alignment)?)
+                .in_shared_memory(),
+        ),
     };
     Ok(AllocatorFacade { kind, allocator })
 }

@@ -26,7 +26,7 @@ fn unknown_names_list_what_is_known() {
     assert!(matches!(err, CreateAllocatorError::UnknownType(_)));
     assert_eq!(
         err.to_string(),
-        "unknown allocator type 'quantum': this build knows auto, normal"
+        "unknown allocator type 'quantum': this build knows auto, normal, shared"
     );
 }
 
@@ -81,4 +81,36 @@ fn the_facade_forwards_the_whole_lifecycle() {
         "dropping the facade destroys its pools"
     );
     assert!(kept.is_closed());
+}
+
+#[test]
+fn the_shared_type_makes_pools_other_processes_attach_to() {
+    let facade = create(AllocatorType::Shared).unwrap();
+    assert_eq!(facade.kind(), AllocatorType::Shared);
+    let name = format!("facade-shared-{}", std::process::id());
+    let id = facade
+        .allocate_pool_with_buffers(2, 4096, &name, "video")
+        .unwrap();
+    let attached = buffer_core::BufferPool::attach(&name).unwrap();
+    assert_eq!(attached.id(), id);
+    let pool = facade.pool(id).unwrap();
+    let mut frame = pool.acquire_free(Wait::NoWait).unwrap();
+    frame.as_mut_slice().unwrap()[0] = 5;
+    frame.submit();
+    assert_eq!(
+        attached
+            .acquire_filled(Wait::NoWait)
+            .unwrap()
+            .as_slice()
+            .unwrap()[0],
+        5
+    );
+    let err = facade.inject_buffer(id, 4096, Queue::Free).unwrap_err();
+    assert!(
+        err.to_string().contains("shared between processes"),
+        "{err}"
+    );
+    drop(pool);
+    facade.destroy_pool(id).unwrap();
+    assert!(buffer_core::BufferPool::attach(&name).is_err());
 }

@@ -108,8 +108,33 @@ struct Status {
     start_time: u64,
 }
 
+/// Reads `/proc/PID/stat` without allocating (it runs while acquisitions wait).
 fn status(pid: u32) -> Option<Status> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    use std::io::Write;
+    let mut path = [0u8; 32];
+    let path_len = {
+        let mut cursor = &mut path[..];
+        write!(cursor, "/proc/{pid}/stat").ok()?;
+        32 - cursor.len()
+    };
+    let path = std::str::from_utf8(&path[..path_len]).ok()?;
+    let fd = rustix::fs::open(
+        path,
+        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
+        rustix::fs::Mode::empty(),
+    )
+    .ok()?;
+    let mut buffer = [0u8; 1024];
+    let mut len = 0;
+    while len < buffer.len() {
+        match rustix::io::read(&fd, &mut buffer[len..]) {
+            Ok(0) => break,
+            Ok(n) => len += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    let stat = std::str::from_utf8(&buffer[..len]).ok()?;
     // "pid (comm) state ppid ...": comm may contain spaces and parentheses, so split after the
     // last ')'. The fields after it start with field 3 (state); start time is field 22.
     let rest = &stat[stat.rfind(')')? + 1..];

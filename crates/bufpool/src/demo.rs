@@ -1,17 +1,20 @@
-//! `bufpool demo`: one producer thread, several consumer threads, one pool, zero copies.
+//! `bufpool demo`: one producer process and several consumer processes (spawned by the demo)
+//! share one pool in shared memory. Every frame is published to one port per consumer, so each
+//! consumer reads every frame in place: no byte is copied between processes. Partway through,
+//! the demo kills one consumer with SIGKILL and shows that the buffers it held come back.
 
 use std::error::Error;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::io::{BufRead, BufReader};
+use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use allocator_facade::AllocatorType;
-use buffer_core::{AcquireError, BufferPool, PixelFormat, VideoFormat, Wait};
+use buffer_core::{BufferPool, PixelFormat, PoolConfig, ReceiveError, VideoFormat, Wait};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::{alloc_count, pattern};
 
-/// Frames each pipeline thread handles before its allocations are counted (first-touch page
-/// faults, thread-local set-up and the like happen here).
+/// Frames the producer handles before its allocations are counted (first-touch page faults and
+/// the like happen here).
 const WARM_UP_FRAMES: u64 = 4;
 /// Pixels each consumer checks against the pattern, per frame.
 const SPOT_CHECKS: u32 = 64;
@@ -28,7 +31,7 @@ pub struct DemoArgs {
     /// Buffers in the pool.
     #[arg(long, default_value_t = 8)]
     buffers: u32,
-    /// Consumer threads.
+    /// Consumer processes.
     #[arg(long, default_value_t = 2)]
     consumers: u32,
     /// Frame width in pixels.
@@ -37,17 +40,34 @@ pub struct DemoArgs {
     /// Frame height in pixels.
     #[arg(long, default_value_t = 1080)]
     height: u32,
-    /// Allocator type (auto, normal).
-    #[arg(long, default_value_t = AllocatorType::Auto)]
-    allocator: AllocatorType,
+    /// Do not kill a consumer partway through.
+    #[arg(long)]
+    no_kill: bool,
 }
 
-/// What the consumers found.
-#[derive(Default)]
-struct Tally {
-    frames: AtomicU64,
-    bad_frames: AtomicU64,
-    checksum: AtomicU64,
+/// Options of the consumer processes the demo starts (`bufpool demo-consumer`).
+#[derive(clap::Args, Debug)]
+pub struct ConsumerArgs {
+    /// The pool's segment.
+    #[arg(long)]
+    segment: String,
+    /// The port to read.
+    #[arg(long)]
+    port: String,
+    /// Frame width in pixels.
+    #[arg(long)]
+    width: u32,
+    /// Frame height in pixels.
+    #[arg(long)]
+    height: u32,
+}
+
+/// A consumer process and what it reported.
+struct Consumer {
+    port: String,
+    child: Child,
+    out: BufReader<ChildStdout>,
+    killed: bool,
 }
 
 /// Runs the demo and prints its summary.
@@ -55,48 +75,199 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
     if args.consumers == 0 || args.buffers == 0 || args.width == 0 || args.height == 0 {
         return Err("--consumers, --buffers, --width and --height must be at least 1".into());
     }
+    if args.consumers as usize > buffer_core::MAX_PORTS {
+        return Err(format!("--consumers can be at most {}", buffer_core::MAX_PORTS).into());
+    }
     let format = VideoFormat::packed(PixelFormat::RGBA, args.width, args.height, 4);
     let frame_bytes = usize::try_from(format.byte_len())?;
-    let facade = allocator_facade::create(args.allocator)?;
-    let pool_id = facade.allocate_pool_with_buffers(args.buffers, frame_bytes, "demo", "video")?;
-    let pool = facade.pool(pool_id)?;
+    let ports: Vec<String> = (0..args.consumers)
+        .map(|i| format!("consumer-{i}"))
+        .collect();
+    let segment = format!("demo-{}", std::process::id());
+    let config = PoolConfig::new("demo")
+        .with_category("video")
+        .with_capacity(args.buffers)
+        .with_ports(ports.clone())
+        // A port as deep as the pool never refuses a frame: a slow consumer slows the producer
+        // down instead of missing frames (a dead one is reclaimed).
+        .with_port_depth(args.buffers.next_power_of_two().max(2));
+    let pool = BufferPool::create_shared(&segment, config, args.buffers, frame_bytes)?;
     println!(
-        "bufpool demo: {} frames of {}x{} RGBA ({:.1} MiB each) through a pool of {} buffers ({} allocator), 1 producer, {} consumers",
+        "bufpool demo: {} frames of {}x{} RGBA ({:.1} MiB each) through shared pool '{segment}' of {} buffers, 1 producer process, {} consumer processes",
         args.frames,
         args.width,
         args.height,
         frame_bytes as f64 / (1 << 20) as f64,
         args.buffers,
-        facade.kind(),
         args.consumers
     );
+    let mut consumers = ports
+        .iter()
+        .map(|port| start_consumer(&segment, port, args))
+        .collect::<Result<Vec<_>, _>>()?;
+    let targets = ports
+        .iter()
+        .map(|port| pool.port(port))
+        .collect::<Result<Vec<_>, _>>()?;
 
-    let tally = Tally::default();
     let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.max_seconds);
     let progress = progress_bar(args.frames);
-    let produced = std::thread::scope(|s| -> Result<u64, Box<dyn Error + Send + Sync>> {
-        let producer = s.spawn(|| produce(&pool, args, format, started));
-        for _ in 0..args.consumers {
-            s.spawn(|| consume(&pool, args, &tally));
+    let kill_at = (!args.no_kill && args.consumers > 1).then_some(args.frames / 2);
+    let mut produced = 0;
+    let mut reclaimed_after_kill = None;
+    for sequence in 0..args.frames {
+        if sequence == WARM_UP_FRAMES {
+            alloc_count::measure_this_thread();
         }
-        while !producer.is_finished() {
-            show_progress(&progress, &pool, &tally, started);
-            std::thread::sleep(Duration::from_millis(100));
+        if Instant::now() >= deadline {
+            break;
         }
-        let produced = producer.join().expect("producer thread panicked")?;
-        Ok(produced)
-    })
-    .map_err(|e| e as Box<dyn Error>)?;
-    show_progress(&progress, &pool, &tally, started);
+        if Some(sequence) == kill_at {
+            // Not part of the frame path: its diagnostics allocate.
+            alloc_count::stop_measuring_this_thread();
+            reclaimed_after_kill = Some(kill_one(&pool, &mut consumers[0])?);
+            alloc_count::measure_this_thread();
+        }
+        let mut frame = pool.acquire_free(Wait::Timeout(Duration::from_secs(10)))?;
+        pattern::draw(frame.as_mut_slice()?, args.width, sequence);
+        let meta = frame.meta_mut();
+        meta.sequence = sequence;
+        meta.timestamp_ns = started.elapsed().as_nanos() as i64;
+        meta.video = format;
+        frame.publish(&targets);
+        produced += 1;
+        if sequence % 16 == 0 && sequence >= WARM_UP_FRAMES {
+            alloc_count::stop_measuring_this_thread();
+            show_progress(&progress, &pool, produced, started);
+            alloc_count::measure_this_thread();
+        }
+    }
+    alloc_count::stop_measuring_this_thread();
+    let elapsed = started.elapsed();
+    pool.close(); // consumers drain their ports, then stop
     progress.finish_and_clear();
+    let reports = consumers
+        .iter_mut()
+        .map(finish_consumer)
+        .collect::<Result<Vec<_>, _>>()?;
     summarise(
         args,
         &pool,
-        &tally,
         produced,
-        started.elapsed(),
+        elapsed,
         frame_bytes,
+        &reports,
+        reclaimed_after_kill,
     )
+}
+
+fn start_consumer(segment: &str, port: &str, args: &DemoArgs) -> Result<Consumer, Box<dyn Error>> {
+    let mut child = Command::new(std::env::current_exe()?)
+        .arg("demo-consumer")
+        .args(["--segment", segment, "--port", port])
+        .args(["--width", &args.width.to_string()])
+        .args(["--height", &args.height.to_string()])
+        .stdout(Stdio::piped())
+        .spawn()?;
+    let mut out = BufReader::new(child.stdout.take().ok_or("no consumer output")?);
+    let mut line = String::new();
+    out.read_line(&mut line)?;
+    if line.trim() != "ready" {
+        return Err(format!("consumer for port {port} did not start: {line:?}").into());
+    }
+    Ok(Consumer {
+        port: port.to_owned(),
+        child,
+        out,
+        killed: false,
+    })
+}
+
+/// Kills `consumer` with SIGKILL, then reclaims what it held; returns how many buffers came back.
+fn kill_one(pool: &BufferPool, consumer: &mut Consumer) -> Result<usize, Box<dyn Error>> {
+    let held = pool
+        .holders()
+        .0
+        .iter()
+        .find(|holder| holder.pid == consumer.child.id())
+        .map_or(0, |holder| holder.buffers);
+    consumer.child.kill()?;
+    consumer.child.wait()?;
+    consumer.killed = true;
+    let reclaimed = pool.reclaim_dead();
+    println!(
+        "killed consumer of port {} (pid {}) with SIGKILL while it held {held} buffer(s); reclaimed {reclaimed}",
+        consumer.port,
+        consumer.child.id()
+    );
+    Ok(reclaimed)
+}
+
+/// A consumer's final report: frames received, frames failing the check, checksum.
+struct Report {
+    port: String,
+    killed: bool,
+    frames: u64,
+    bad: u64,
+    checksum: u64,
+}
+
+fn finish_consumer(consumer: &mut Consumer) -> Result<Report, Box<dyn Error>> {
+    let mut report = Report {
+        port: consumer.port.clone(),
+        killed: consumer.killed,
+        frames: 0,
+        bad: 0,
+        checksum: 0,
+    };
+    if consumer.killed {
+        return Ok(report);
+    }
+    let mut line = String::new();
+    consumer.out.read_line(&mut line)?;
+    let status = consumer.child.wait()?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .filter_map(|field| field.split_once('=')?.1.parse().ok())
+        .collect();
+    match (status.success(), fields.as_slice()) {
+        (true, &[frames, bad, checksum]) => {
+            report.frames = frames;
+            report.bad = bad;
+            report.checksum = checksum;
+            Ok(report)
+        }
+        _ => Err(format!(
+            "consumer of port {} failed ({status}): {line:?}",
+            consumer.port
+        )
+        .into()),
+    }
+}
+
+/// The consumer process: receives every frame of its port and checks it in place.
+pub fn consume(args: &ConsumerArgs) -> Result<(), Box<dyn Error>> {
+    let pool = BufferPool::attach(&args.segment)?;
+    let subscription = pool.subscribe(pool.port(&args.port)?)?;
+    println!("ready");
+    let (mut frames, mut bad, mut checksum) = (0u64, 0u64, 0u64);
+    loop {
+        let frame = match subscription.receive(Wait::Forever) {
+            Ok(frame) => frame,
+            Err(ReceiveError::Closed { .. }) => break,
+            Err(other) => return Err(other.into()),
+        };
+        let meta = *frame.meta();
+        let bytes = frame.as_slice()?;
+        let ok = meta.video.width == args.width
+            && pattern::spot_check(bytes, args.width, args.height, meta.sequence, SPOT_CHECKS);
+        checksum = checksum.wrapping_add(pattern::checksum(bytes));
+        bad += u64::from(!ok);
+        frames += 1;
+    }
+    println!("frames={frames} bad={bad} checksum={checksum}");
+    Ok(())
 }
 
 fn progress_bar(frames: u64) -> ProgressBar {
@@ -108,119 +279,79 @@ fn progress_bar(frames: u64) -> ProgressBar {
     bar
 }
 
-fn show_progress(bar: &ProgressBar, pool: &BufferPool, tally: &Tally, started: Instant) {
+fn show_progress(bar: &ProgressBar, pool: &BufferPool, produced: u64, started: Instant) {
     let c = pool.counts();
-    let frames = tally.frames.load(Ordering::Relaxed);
-    bar.set_position(frames);
+    bar.set_position(produced);
     bar.set_message(format!(
-        "{:>6.0} frames/s  pool: {} free, {} filled, {} in use",
-        frames as f64 / started.elapsed().as_secs_f64(),
+        "{:>6.0} frames/s  pool: {} free, {} in use",
+        produced as f64 / started.elapsed().as_secs_f64(),
         c.free,
-        c.filled,
         c.in_use
     ));
-}
-
-fn produce(
-    pool: &BufferPool,
-    args: &DemoArgs,
-    format: VideoFormat,
-    started: Instant,
-) -> Result<u64, Box<dyn Error + Send + Sync>> {
-    let deadline = started + Duration::from_secs(args.max_seconds);
-    let mut produced = 0;
-    for sequence in 0..args.frames {
-        if sequence == WARM_UP_FRAMES {
-            alloc_count::measure_this_thread();
-        }
-        if Instant::now() >= deadline {
-            break;
-        }
-        let mut frame = pool.acquire_free(Wait::Timeout(Duration::from_secs(10)))?;
-        pattern::draw(frame.as_mut_slice()?, args.width, sequence);
-        let meta = frame.meta_mut();
-        meta.sequence = sequence;
-        meta.timestamp_ns = started.elapsed().as_nanos() as i64;
-        meta.video = format;
-        frame.submit();
-        produced += 1;
-    }
-    alloc_count::stop_measuring_this_thread();
-    pool.close(); // consumers drain what is left, then stop
-    Ok(produced)
-}
-
-fn consume(pool: &BufferPool, args: &DemoArgs, tally: &Tally) {
-    let mut handled = 0u64;
-    loop {
-        if handled == WARM_UP_FRAMES {
-            alloc_count::measure_this_thread();
-        }
-        let frame = match pool.acquire_filled(Wait::Forever) {
-            Ok(frame) => frame,
-            Err(AcquireError::Closed { .. }) => break,
-            Err(other) => unreachable!("waiting forever ends only by closing: {other}"),
-        };
-        let meta = *frame.meta();
-        let bytes = frame.as_slice().expect("host memory");
-        let ok = meta.video.width == args.width
-            && pattern::spot_check(bytes, args.width, args.height, meta.sequence, SPOT_CHECKS);
-        tally
-            .checksum
-            .fetch_add(pattern::checksum(bytes), Ordering::Relaxed);
-        drop(frame);
-        if !ok {
-            tally.bad_frames.fetch_add(1, Ordering::Relaxed);
-        }
-        tally.frames.fetch_add(1, Ordering::Relaxed);
-        handled += 1;
-    }
-    alloc_count::stop_measuring_this_thread();
 }
 
 fn summarise(
     args: &DemoArgs,
     pool: &BufferPool,
-    tally: &Tally,
     produced: u64,
     elapsed: Duration,
     frame_bytes: usize,
+    reports: &[Report],
+    reclaimed_after_kill: Option<usize>,
 ) -> Result<(), Box<dyn Error>> {
-    let frames = tally.frames.load(Ordering::Relaxed);
-    let bad = tally.bad_frames.load(Ordering::Relaxed);
     let stats = pool.stats();
-    let fps = frames as f64 / elapsed.as_secs_f64();
-    println!("frames:                       {frames} produced {produced}, consumed {frames}");
+    let fps = produced as f64 / elapsed.as_secs_f64();
+    println!("frames:                       {produced} produced");
+    let refused: Vec<u64> = pool.port_infos().iter().map(|p| p.refused).collect();
+    for (report, refused) in reports.iter().zip(refused) {
+        if report.killed {
+            println!(
+                "  {:<26} killed partway (SIGKILL); {refused} frames refused after its death",
+                report.port
+            );
+        } else {
+            println!(
+                "  {:<26} received {}, failing the check {}, checksum {:016x}",
+                report.port, report.frames, report.bad, report.checksum
+            );
+        }
+    }
     println!(
-        "frames/s:                     {fps:.1} ({:.2} GB/s of pixels)",
+        "frames/s:                     {fps:.1} ({:.2} GB/s of pixels per consumer)",
         fps * frame_bytes as f64 / 1e9
     );
     println!(
-        "buffers:                      {} ({:.0} MiB in all)",
+        "buffers:                      {} ({:.0} MiB of shared memory)",
         args.buffers,
         (args.buffers as usize * frame_bytes) as f64 / (1 << 20) as f64
     );
-    println!("bytes copied between stages:  0 (consumers read the producer's buffers in place)");
+    println!("bytes copied between processes: 0 (consumers read the producer's buffers in place)");
     println!(
-        "allocations after warm-up:    {}",
+        "buffers reclaimed:            {} (from the killed consumer: {})",
+        stats.reclaimed,
+        reclaimed_after_kill.map_or("none killed".to_owned(), |n| n.to_string())
+    );
+    println!(
+        "allocations after warm-up:    {} (producer)",
         alloc_count::measured_allocations()
     );
     println!(
-        "acquisitions that waited:     {} of {} (fewest free buffers: {}, most filled: {})",
+        "acquisitions that waited:     {} of {} (fewest free buffers: {})",
         stats.waits,
         stats.acquisitions,
-        stats.min_free.unwrap_or(0),
-        stats.max_filled
+        stats.min_free.unwrap_or(0)
     );
-    println!("frames failing the check:     {bad}");
-    println!(
-        "checksum of all frames:       {:016x}",
-        tally.checksum.load(Ordering::Relaxed)
-    );
-    if bad > 0 || frames != produced {
+    let counts = pool.counts();
+    println!("pool at the end:              {counts}");
+    let bad: u64 = reports.iter().map(|r| r.bad).sum();
+    let survivors_short = reports
+        .iter()
+        .filter(|r| !r.killed && r.frames != produced)
+        .count();
+    if bad > 0 || survivors_short > 0 || counts.free != args.buffers {
         return Err(format!(
-            "{bad} frames failed their pixel check and {} were lost",
-            produced - frames
+            "{bad} frames failed their pixel check, {survivors_short} consumers missed frames, {} buffers did not come back",
+            args.buffers - counts.free
         )
         .into());
     }

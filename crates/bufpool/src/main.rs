@@ -1,10 +1,14 @@
 //! `bufpool`: the command-line tool of the bufpool framework.
 //!
-//! - `bufpool demo`: a producer thread fills synthetic 1080p frames and consumer threads checksum
-//!   them, through one pool, without copying a byte between the stages.
+//! - `bufpool demo`: a producer process fills synthetic 1080p frames and consumer processes check
+//!   them, through one pool in shared memory, without copying a byte between processes; one
+//!   consumer is killed partway and its buffers come back.
+//! - `bufpool inspect [NAME]`: the shared pools on this machine, or one pool's buffers, processes
+//!   and ports, with starvation flagged.
 
 mod alloc_count;
 mod demo;
+mod inspect;
 mod pattern;
 
 use clap::{Parser, Subcommand};
@@ -21,14 +25,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run a producer/consumer pipeline of synthetic video frames through one pool.
+    /// Run a producer process and consumer processes on synthetic video frames through one
+    /// shared pool.
     Demo(demo::DemoArgs),
+    /// List the shared pools on this machine, or show one pool in detail.
+    Inspect(inspect::InspectArgs),
+    /// A consumer process of the demo (started by `bufpool demo`).
+    #[command(hide = true)]
+    DemoConsumer(demo::ConsumerArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
+        Command::Inspect(args) => inspect::run(&args),
+        Command::DemoConsumer(args) => demo::consume(&args),
     };
     match result {
         Ok(()) => std::process::ExitCode::SUCCESS,

@@ -18,13 +18,13 @@ fn run_demo(args: &[&str]) -> (bool, String, String) {
 fn summary_value<'a>(stdout: &'a str, label: &str) -> &'a str {
     stdout
         .lines()
-        .find_map(|line| line.strip_prefix(label))
+        .find_map(|line| line.trim_start().strip_prefix(label))
         .unwrap_or_else(|| panic!("no '{label}' line in:\n{stdout}"))
         .trim()
 }
 
 #[test]
-fn the_demo_moves_every_frame_without_allocating() {
+fn the_demo_moves_every_frame_between_processes_and_survives_a_kill() {
     let (ok, stdout, stderr) = run_demo(&[
         "--frames",
         "120",
@@ -38,14 +38,51 @@ fn the_demo_moves_every_frame_without_allocating() {
         "3",
     ]);
     assert!(ok, "demo failed:\n{stdout}\n{stderr}");
-    assert_eq!(
-        summary_value(&stdout, "frames:"),
-        "120 produced 120, consumed 120"
+    assert_eq!(summary_value(&stdout, "frames:"), "120 produced");
+    assert!(
+        stdout.contains("killed consumer of port consumer-0"),
+        "{stdout}"
     );
-    assert_eq!(summary_value(&stdout, "frames failing the check:"), "0");
-    assert_eq!(summary_value(&stdout, "allocations after warm-up:"), "0");
-    assert!(summary_value(&stdout, "bytes copied between stages:").starts_with('0'));
+    assert!(summary_value(&stdout, "consumer-0").starts_with("killed partway"));
+    for survivor in ["consumer-1", "consumer-2"] {
+        assert!(
+            summary_value(&stdout, survivor).starts_with("received 120, failing the check 0"),
+            "{stdout}"
+        );
+    }
+    assert_eq!(
+        summary_value(&stdout, "allocations after warm-up:"),
+        "0 (producer)"
+    );
+    assert!(summary_value(&stdout, "bytes copied between processes:").starts_with('0'));
     assert!(summary_value(&stdout, "buffers:").starts_with("4 "));
+    assert_eq!(
+        summary_value(&stdout, "pool at the end:"),
+        "4 buffers: 4 free, 0 filled, 0 in use"
+    );
+}
+
+#[test]
+fn without_a_kill_every_consumer_gets_every_frame() {
+    let (ok, stdout, stderr) = run_demo(&[
+        "--frames",
+        "60",
+        "--width",
+        "64",
+        "--height",
+        "64",
+        "--consumers",
+        "2",
+        "--no-kill",
+    ]);
+    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    for consumer in ["consumer-0", "consumer-1"] {
+        assert!(summary_value(&stdout, consumer).starts_with("received 60, failing the check 0"));
+    }
+    assert!(
+        summary_value(&stdout, "buffers reclaimed:")
+            .starts_with("0 (from the killed consumer: none killed)")
+    );
 }
 
 #[test]
@@ -53,10 +90,7 @@ fn bad_arguments_are_refused_with_a_reason() {
     let (ok, _, stderr) = run_demo(&["--consumers", "0"]);
     assert!(!ok);
     assert!(stderr.contains("must be at least 1"), "{stderr}");
-    let (ok, _, stderr) = run_demo(&["--allocator", "quantum"]);
+    let (ok, _, stderr) = run_demo(&["--consumers", "17"]);
     assert!(!ok);
-    assert!(
-        stderr.contains("unknown allocator type 'quantum'"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("at most 16"), "{stderr}");
 }

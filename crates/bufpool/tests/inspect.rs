@@ -1,0 +1,80 @@
+//! `bufpool inspect` against a shared pool this test holds buffers of.
+
+use std::process::Command;
+
+use buffer_core::{BufferPool, PoolConfig, Wait};
+
+fn inspect(args: &[&str]) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_bufpool"))
+        .arg("inspect")
+        .args(args)
+        .output()
+        .expect("the bufpool binary runs");
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    assert!(
+        output.status.success(),
+        "inspect failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    stdout
+}
+
+#[test]
+fn inspect_lists_pools_and_flags_a_starved_one() {
+    let segment = format!("inspect-test-{}", std::process::id());
+    let config = PoolConfig::new("cams")
+        .with_capacity(2)
+        .with_ports(["display"]);
+    let pool = BufferPool::create_shared(&segment, config, 2, 1024).unwrap();
+    let _a = pool.acquire_free(Wait::NoWait).unwrap();
+    let _b = pool.acquire_free(Wait::NoWait).unwrap();
+    let me = std::process::id();
+
+    let listing = inspect(&[]);
+    let line = listing
+        .lines()
+        .find(|line| line.starts_with(&segment))
+        .unwrap_or_else(|| panic!("{segment} not listed:\n{listing}"));
+    assert!(line.contains("cams"), "{line}");
+    assert!(
+        line.contains(&format!("STARVED: all 2 buffers held by pid {me}")),
+        "{line}"
+    );
+
+    let detail = inspect(&[&segment]);
+    assert!(detail.contains("pool 'cams'"), "{detail}");
+    assert!(
+        detail.contains(&format!("STARVED: all 2 buffers held by pid {me}")),
+        "{detail}"
+    );
+    assert!(
+        detail.contains(&format!("pid {me}")) && detail.contains("alive"),
+        "{detail}"
+    );
+    assert!(
+        detail.contains("display") && detail.contains("subscriber none"),
+        "{detail}"
+    );
+    assert_eq!(
+        detail
+            .lines()
+            .filter(|line| line.contains("Writing"))
+            .count(),
+        2,
+        "{detail}"
+    );
+}
+
+#[test]
+fn inspecting_a_missing_pool_says_how_to_find_one() {
+    let output = Command::new(env!("CARGO_BIN_EXE_bufpool"))
+        .args(["inspect", "no-such-pool-here"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("no shared pool named 'no-such-pool-here'"),
+        "{stderr}"
+    );
+}
