@@ -1,5 +1,6 @@
 //! Project automation. `cargo xtask ci` runs every check CI runs, in order, and stops at the
-//! first failure with a line saying what to fix.
+//! first failure with a line saying what to fix. `cargo xtask stress` runs the multi-process
+//! torture tests at full length (10,000 kills, 2,000 corrupt segments).
 
 use std::process::{Command, ExitCode};
 use std::time::Instant;
@@ -67,39 +68,75 @@ fn plan() -> Vec<Step> {
     steps
 }
 
+/// The long runs of the torture tests, which `ci` runs at a length that fits its time budget.
+fn stress_plan() -> Vec<Step> {
+    vec![
+        Step {
+            title: "kill torture, 10,000 SIGKILLs".into(),
+            args: vec![
+                "test",
+                "-p",
+                "buffer-core",
+                "--release",
+                "--locked",
+                "--test",
+                "kill_torture",
+            ],
+            env: &[("BUFPOOL_KILL_ROUNDS", "10000")],
+            fix: "a killed process's buffers were not reclaimed exactly: the failing round's seed is printed above",
+        },
+        Step {
+            title: "corrupt segments, 2,000 cases".into(),
+            args: vec![
+                "test",
+                "-p",
+                "buffer-core",
+                "--release",
+                "--locked",
+                "--test",
+                "segments",
+            ],
+            env: &[("BUFPOOL_CORRUPT_CASES", "2000")],
+            fix: "a corrupt segment crashed or hung the attaching process: proptest printed the mutation above",
+        },
+    ]
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
-        Some("ci") => ci(),
+        Some("ci") => run("ci", plan()),
+        Some("stress") => run("stress", stress_plan()),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci\n\n  ci    formatting, clippy on every feature set, tests, doc tests, loom, docs, packaging"
+                "usage: cargo xtask ci|stress\n\n  ci        formatting, clippy on every feature set, tests, doc tests, loom, docs, packaging\n  stress    the multi-process torture tests at full length"
             );
             ExitCode::from(2)
         }
     }
 }
 
-fn ci() -> ExitCode {
+/// Runs `steps` from the workspace root, stopping at the first failure.
+fn run(name: &str, steps: Vec<Step>) -> ExitCode {
     let started = Instant::now();
     // Every step runs from the workspace root (the parent of this crate), wherever it was started.
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     if let Err(error) = std::env::set_current_dir(&root) {
         eprintln!(
-            "xtask ci: cannot enter the workspace root {}: {error}",
+            "xtask {name}: cannot enter the workspace root {}: {error}",
             root.display()
         );
         return ExitCode::FAILURE;
     }
     if let Err(message) = ensure_rust_components() {
-        eprintln!("xtask ci: {message}");
+        eprintln!("xtask {name}: {message}");
         return ExitCode::FAILURE;
     }
-    for step in plan() {
+    for step in steps {
         if step.args[0] == "package"
             && let Err(message) = forget_packaged_sources()
         {
-            eprintln!("xtask ci: {message}");
+            eprintln!("xtask {name}: {message}");
             return ExitCode::FAILURE;
         }
         println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
@@ -113,19 +150,25 @@ fn ci() -> ExitCode {
                 println!("==> {}: ok ({:.0?})", step.title, step_started.elapsed());
             }
             Ok(status) => {
-                eprintln!("\nxtask ci: {} failed ({status}): {}", step.title, step.fix);
+                eprintln!(
+                    "\nxtask {name}: {} failed ({status}): {}",
+                    step.title, step.fix
+                );
                 return ExitCode::FAILURE;
             }
             Err(error) => {
                 eprintln!(
-                    "\nxtask ci: could not run cargo for {}: {error}",
+                    "\nxtask {name}: could not run cargo for {}: {error}",
                     step.title
                 );
                 return ExitCode::FAILURE;
             }
         }
     }
-    println!("\nxtask ci: all checks passed in {:.0?}", started.elapsed());
+    println!(
+        "\nxtask {name}: all checks passed in {:.0?}",
+        started.elapsed()
+    );
     ExitCode::SUCCESS
 }
 

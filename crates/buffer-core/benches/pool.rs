@@ -7,7 +7,8 @@
 //!   filled queue and back (time per frame).
 //!
 //! `bufpool_no_hold_times` is our pool with `PoolConfig::with_hold_times(false)`: no clock read
-//! when acquiring.
+//! when acquiring. `bufpool_shared` is our pool in a shared-memory segment
+//! (`BufferPool::create_shared`), the same code on a mapping another process could attach to.
 //!
 //! Peers: a fresh `Vec<u8>` per frame (allocated, every page touched), a `Mutex<Vec<Box<[u8]>>>`
 //! pool, a `crossbeam_queue::ArrayQueue` pool, `lockfree-object-pool` and `object-pool`.
@@ -35,11 +36,18 @@ fn our_pool_without_hold_times(size: usize) -> PoolOwner {
     BufferPool::with_heap_buffers(config, BUFFERS as u32, size).unwrap()
 }
 
-/// Both configurations of our pool, named for the report.
-fn our_pools(size: usize) -> [(&'static str, PoolOwner); 2] {
+/// Our pool in a shared-memory segment, as several processes would use it.
+fn our_shared_pool(size: usize) -> PoolOwner {
+    let segment = format!("bench-{}-{size}", std::process::id());
+    BufferPool::create_shared(&segment, PoolConfig::new("bench"), BUFFERS as u32, size).unwrap()
+}
+
+/// The configurations of our pool, named for the report.
+fn our_pools(size: usize) -> [(&'static str, PoolOwner); 3] {
     [
         ("bufpool", our_pool(size)),
         ("bufpool_no_hold_times", our_pool_without_hold_times(size)),
+        ("bufpool_shared", our_shared_pool(size)),
     ]
 }
 

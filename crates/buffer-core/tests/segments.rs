@@ -83,8 +83,14 @@ fn write_segment(segment: &str, bytes: &[u8]) {
     file.write_all(bytes).unwrap();
 }
 
+/// Cases of the corrupt-segment property: `BUFPOOL_CORRUPT_CASES` (48 by default; `cargo xtask
+/// stress` runs 2,000).
+fn corrupt_cases() -> u32 {
+    std::env::var("BUFPOOL_CORRUPT_CASES").map_or(48, |cases| cases.parse().unwrap())
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig { cases: 48, failure_persistence: None, ..ProptestConfig::default() })]
+    #![proptest_config(ProptestConfig { cases: corrupt_cases(), failure_persistence: None, ..ProptestConfig::default() })]
 
     #[test]
     fn a_corrupt_block_gives_an_error_or_a_usable_pool_never_a_crash(
