@@ -16,7 +16,7 @@ const ROUNDS: usize = 41;
 fn acquire_release(pool: &PoolOwner) -> f64 {
     let started = Instant::now();
     for _ in 0..OPS {
-        black_box(pool.acquire_free(Wait::NoWait).unwrap());
+        drop(black_box(pool.acquire_free(Wait::NoWait).unwrap()));
     }
     started.elapsed().as_nanos() as f64 / f64::from(OPS)
 }
@@ -26,7 +26,7 @@ fn full_cycle(pool: &PoolOwner) -> f64 {
     let started = Instant::now();
     for _ in 0..OPS {
         pool.acquire_free(Wait::NoWait).unwrap().submit();
-        black_box(pool.acquire_filled(Wait::NoWait).unwrap());
+        drop(black_box(pool.acquire_filled(Wait::NoWait).unwrap()));
     }
     started.elapsed().as_nanos() as f64 / f64::from(OPS)
 }

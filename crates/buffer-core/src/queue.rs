@@ -145,6 +145,7 @@ pub(crate) struct QueueRef<'a> {
 
 /// How many cells a pool's queue for `capacity` buffers has: twice the next power of two (at
 /// least 2), so that buffers in transit between a TAKEN cell and its release never fill it.
+#[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
 pub(crate) fn cells_for(capacity: u32) -> usize {
     (capacity.max(1) as usize).next_power_of_two() * 2
 }
@@ -202,6 +203,7 @@ impl<'a> QueueRef<'a> {
 
     /// Appends `value` as reserved by `actor`: not yet visible to takers, which wait at it.
     /// [`QueueRef::publish`] makes it takeable.
+    #[cfg_attr(loom, allow(dead_code))] // used by the ports, which loom builds leave out
     pub(crate) fn reserve(&self, value: u32, actor: u8) -> Result<u64, Full> {
         self.claim_tail(CellState::Reserved, actor, value)
     }
@@ -243,8 +245,8 @@ impl<'a> QueueRef<'a> {
         })
     }
 
-    /// Makes the value reserved at `position` takeable (by the reserver, or the reaper of a dead
-    /// one, holding the reservation word it read).
+    /// Makes the value reserved at `position` takeable (by the reserver).
+    #[cfg_attr(loom, allow(dead_code))] // used by the ports, which loom builds leave out
     pub(crate) fn publish(&self, position: u64, value: u32) {
         let full = Cell {
             seq: position as u32,
