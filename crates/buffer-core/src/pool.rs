@@ -110,7 +110,7 @@ impl PoolConfig {
         self
     }
 
-    /// Sets the most buffers the pool can ever hold (1 to [`MAX_CAPACITY`]).
+    /// Sets the most buffers the pool can ever hold (1 to [`MAX_CAPACITY`](crate::MAX_CAPACITY)).
     pub fn with_capacity(mut self, capacity: u32) -> PoolConfig {
         self.capacity = capacity;
         self

@@ -1,7 +1,7 @@
 //! Fan-out ports: named queues of buffers in the pool block, each entry holding one reference,
 //! so that one filled buffer reaches several consumers (threads or processes) without a copy.
 //!
-//! A producer publishes a written buffer to a set of ports ([`WriteGuard::publish`]); each port
+//! A producer publishes a written buffer to a set of ports ([`WriteGuard::publish`](crate::WriteGuard::publish)); each port
 //! has at most one subscriber at a time ([`BufferPool::subscribe`]), which receives the buffers
 //! in order as [`PortGuard`]s. The buffer goes back to the free queue when the last port's
 //! subscriber drops it.
