@@ -25,8 +25,24 @@ fn child_entry() {
             let port = pool.port(&std::env::var("PORT").unwrap()).unwrap();
             receive_port(&pool, port)
         }
+        "hoarder" => hoard(&pool),
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Takes every free buffer (as guards and as detached ids), says so, and waits to be killed.
+fn hoard(pool: &BufferPool) {
+    let mut guards = Vec::new();
+    let mut ids = Vec::new();
+    while let Ok(guard) = pool.acquire_free(Wait::NoWait) {
+        if guards.len() % 2 == 0 {
+            guards.push(guard);
+        } else {
+            ids.push(guard.into_id());
+        }
+    }
+    println!("holding {}", guards.len() + ids.len());
+    std::thread::sleep(Duration::from_secs(600));
 }
 
 /// Reads filled frames until the pool is closed and drained; checks every payload.
@@ -187,4 +203,81 @@ fn fan_out_reaches_three_consumer_processes_without_copies() {
     assert_eq!(pool.audit(), Vec::<String>::new());
     let delivered: Vec<u64> = pool.port_infos().iter().map(|p| p.delivered).collect();
     assert_eq!(delivered, vec![FRAMES; 3]);
+}
+
+/// A child that takes every buffer, then dies.
+fn killed_hoarder(segment: &str) {
+    let mut child = spawn("child_entry", "hoarder", &[("SEGMENT", segment.to_owned())]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    assert_eq!(read_until(&mut out, "holding "), "4");
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
+
+#[test]
+fn a_waiting_acquire_reclaims_what_a_dead_process_held() {
+    if role().is_some() {
+        return;
+    }
+    let (pool, segment) = shared_pool("wait-reclaim", PoolConfig::new("w").with_capacity(4), 4);
+    let mut child = spawn("child_entry", "hoarder", &[("SEGMENT", segment)]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    assert_eq!(read_until(&mut out, "holding "), "4");
+    let err = pool
+        .acquire_free(Wait::Timeout(Duration::from_millis(50)))
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains(&format!("4 held by pid {}", child.id())),
+        "{err}"
+    );
+    let killer = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(150));
+        child.kill().unwrap();
+        child.wait().unwrap();
+    });
+    // No explicit reclaim: the waiting acquisition finds the dead holder itself.
+    let frame = pool
+        .acquire_free(Wait::Timeout(Duration::from_secs(10)))
+        .unwrap();
+    drop(frame);
+    killer.join().unwrap();
+    assert_eq!(pool.counts().free, 4);
+    assert_eq!(pool.stats().reclaimed, 4);
+    assert_eq!(pool.audit(), Vec::<String>::new());
+}
+
+#[test]
+fn attaching_reclaims_what_a_dead_process_held() {
+    if role().is_some() {
+        return;
+    }
+    let (pool, segment) = shared_pool("attach-reclaim", PoolConfig::new("a").with_capacity(4), 4);
+    killed_hoarder(&segment);
+    assert_eq!(pool.counts().free, 0, "nothing reclaimed yet");
+    let attached = BufferPool::attach(&segment).unwrap();
+    assert_eq!(
+        attached.counts().free,
+        4,
+        "attaching reclaimed the dead process's buffers"
+    );
+    assert_eq!(pool.audit(), Vec::<String>::new());
+}
+
+#[test]
+fn detaching_gives_back_ids_nobody_redeemed() {
+    if role().is_some() {
+        return;
+    }
+    let (pool, segment) = shared_pool("detach", PoolConfig::new("d").with_capacity(2), 2);
+    let attached = BufferPool::attach(&segment).unwrap();
+    let id = attached.acquire_free(Wait::NoWait).unwrap().into_id();
+    assert_eq!(pool.counts().free, 1);
+    drop(attached);
+    assert_eq!(
+        pool.counts().free,
+        2,
+        "the detached id went back with its process's handle"
+    );
+    assert!(pool.redeem_write(id).is_err(), "and the id is stale");
 }
