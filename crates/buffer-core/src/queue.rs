@@ -527,6 +527,58 @@ mod loom_tests {
     }
 
     #[test]
+    fn loom_a_reservation_is_taken_only_once_published() {
+        loom::model(|| {
+            let q = Arc::new(TestQueue::new(2, &[]));
+            let publisher = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || {
+                    let position = q.queue().reserve(4, 2).unwrap();
+                    q.queue().publish(position, 4);
+                })
+            };
+            let early = q.pop();
+            publisher.join().unwrap();
+            let rest = q.drain();
+            match early {
+                Some(v) => assert_eq!((v, rest.len()), (4, 0)),
+                None => assert_eq!(rest, vec![4]),
+            }
+        });
+    }
+
+    #[test]
+    fn loom_a_taker_that_stops_after_its_take_leaves_its_value_named() {
+        loom::model(|| {
+            // Thread 7 takes and never releases (killed right after its CAS); the others carry on.
+            let q = Arc::new(TestQueue::new(4, &[1, 2]));
+            let stopped = {
+                let q = Arc::clone(&q);
+                thread::spawn(move || q.queue().take(7).map(|(_, value)| value))
+            };
+            let other = q.pop();
+            q.queue().push(3).unwrap();
+            let taken = stopped.join().unwrap().unwrap();
+            let named: Vec<(u8, u32)> = q
+                .queue()
+                .cells()
+                .filter(|(_, cell)| cell.state == CellState::Taken)
+                .map(|(_, cell)| (cell.actor, cell.value))
+                .collect();
+            assert_eq!(
+                named,
+                vec![(7, taken)],
+                "the stopped taker's cell names it and its value"
+            );
+            let mut all = q.drain();
+            all.extend(other);
+            all.push(taken);
+            all.sort_unstable();
+            assert_eq!(all, vec![1, 2, 3]);
+        });
+    }
+
+    #[test]
     fn loom_tokens_circulating_stay_unique() {
         loom::model(|| {
             // Two threads each move one token from the front to the back, as acquire/release do.
