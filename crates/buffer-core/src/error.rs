@@ -128,6 +128,15 @@ pub enum CreatePoolError {
         /// The name given.
         name: String,
     },
+    /// The segment mode would let someone other than the owner write the segment, or not let
+    /// the owner read and write it.
+    #[error(
+        "segment mode {mode:o} is not usable: the owner must read and write, nobody else may write (e.g. 600, 640, 644)"
+    )]
+    SegmentMode {
+        /// The mode given.
+        mode: u32,
+    },
     /// The buffers would not fit in an address space.
     #[error(
         "{count} buffers of {size} bytes do not fit in one segment; ask for fewer or smaller buffers"

@@ -104,7 +104,7 @@ pub use self::{
     },
     process::MAX_PROCESSES,
     region::{REGION_ALIGN, Region, RegionError},
-    segment::{MAX_SEGMENT_NAME_LEN, SegmentName},
+    segment::{DEFAULT_SEGMENT_MODE, MAX_SEGMENT_NAME_LEN, SegmentName},
     slot::SlotState,
     wait::Wait,
 };

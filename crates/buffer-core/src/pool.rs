@@ -23,7 +23,7 @@ use crate::meta::FrameMeta;
 use crate::port::{DEFAULT_PORT_DEPTH, MAX_PORT_NAME_LEN};
 use crate::process::{Identity, ProcessRecord};
 use crate::region::{REGION_ALIGN, Region};
-use crate::segment::{Segment, SegmentName};
+use crate::segment::{DEFAULT_SEGMENT_MODE, Segment, SegmentName, mode_is_safe};
 use crate::slot::{NO_OFFSET, Slot, SlotState, SlotWord};
 use crate::wait::{Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
 use crate::{Buffer, BufferId, MemoryKind, Ownership, PoolId};
@@ -54,6 +54,7 @@ pub struct PoolConfig {
     hold_times: bool,
     ports: Vec<String>,
     port_depth: u32,
+    segment_mode: u32,
 }
 
 impl PoolConfig {
@@ -66,7 +67,31 @@ impl PoolConfig {
             hold_times: true,
             ports: Vec::new(),
             port_depth: DEFAULT_PORT_DEPTH,
+            segment_mode: DEFAULT_SEGMENT_MODE,
         }
+    }
+
+    /// The permissions of the segment of a shared pool ([`BufferPool::create_shared`]):
+    /// [`DEFAULT_SEGMENT_MODE`] (0600) by default; 0640 or 0644 let other users of the group, or
+    /// everyone, read the frames. No mode that lets anyone but the owner write is accepted, and
+    /// only the owner can attach (attaching maps the segment for writing).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::PoolConfig;
+    ///
+    /// assert_eq!(PoolConfig::new("p").segment_mode(), 0o600);
+    /// assert_eq!(PoolConfig::new("p").with_segment_mode(0o640).segment_mode(), 0o640);
+    /// ```
+    pub fn with_segment_mode(mut self, mode: u32) -> PoolConfig {
+        self.segment_mode = mode;
+        self
+    }
+
+    /// The segment mode set.
+    pub fn segment_mode(&self) -> u32 {
+        self.segment_mode
     }
 
     /// Adds fan-out ports with these names (at most [`MAX_PORTS`](crate::MAX_PORTS) in all): named queues through
@@ -202,6 +227,11 @@ impl PoolConfig {
             {
                 return Err(CreatePoolError::PortName { name: port.clone() });
             }
+        }
+        if !mode_is_safe(self.segment_mode) {
+            return Err(CreatePoolError::SegmentMode {
+                mode: self.segment_mode,
+            });
         }
         self.shape()
             .check()
@@ -365,7 +395,8 @@ impl BufferPool {
 
     /// Creates a pool in a new shared-memory segment named `segment`, with `count` buffers of
     /// `size` bytes each (64-byte aligned) in the same segment, all on the free queue. Other
-    /// processes attach to it by name with [`BufferPool::attach`]; the segment (mode 0600) is
+    /// processes attach to it by name with [`BufferPool::attach`]; the segment (mode 0600 unless
+    /// [`PoolConfig::with_segment_mode`] says otherwise) is
     /// removed from the namespace when the returned owner is dropped, and its memory is freed
     /// when the last process unmaps it.
     ///
@@ -402,7 +433,7 @@ impl BufferPool {
             .map(|len| align_up(len, REGION_ALIGN))
             .ok_or(CreatePoolError::TooLarge { count, size })?;
         let name = SegmentName::new(segment)?;
-        let region = Segment::create(&name, len)?;
+        let region = Segment::create(&name, len, config.segment_mode)?;
         let placement = Placement {
             region,
             segment: Some(name),

@@ -18,8 +18,9 @@ pub const MAX_SEGMENT_NAME_LEN: usize = 200;
 pub(crate) const PREFIX: &str = "bufpool.";
 /// Where the system keeps shared-memory segments.
 const SHM_DIR: &str = "/dev/shm";
-/// Permissions of a new segment: read and write for its owner only.
-pub(crate) const SEGMENT_MODE: u32 = 0o600;
+/// Permissions of a new segment unless the pool's configuration says otherwise: read and write
+/// for its owner only.
+pub const DEFAULT_SEGMENT_MODE: u32 = 0o600;
 
 /// A checked segment name: 1 to [`MAX_SEGMENT_NAME_LEN`] bytes of letters, digits, `.`, `_` and
 /// `-`, not starting with `.`.
@@ -79,8 +80,13 @@ impl fmt::Display for SegmentName {
 pub(crate) struct Segment;
 
 impl Segment {
-    /// Creates segment `name` of `len` zeroed bytes (mode 0600, failing if it exists) and maps it.
-    pub(crate) fn create(name: &SegmentName, len: usize) -> Result<Region, SegmentError> {
+    /// Creates segment `name` of `len` zeroed bytes with `mode` (failing if it exists) and maps
+    /// it.
+    pub(crate) fn create(
+        name: &SegmentName,
+        len: usize,
+        mode: u32,
+    ) -> Result<Region, SegmentError> {
         let fail = |action: &'static str| {
             let name = name.clone();
             move |source: rustix::io::Errno| SegmentError::System {
@@ -92,7 +98,7 @@ impl Segment {
         let fd = shm::open(
             name.shm_path(),
             shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
-            Mode::from_raw_mode(SEGMENT_MODE),
+            Mode::from_raw_mode(mode),
         )
         .map_err(|errno| match errno {
             rustix::io::Errno::EXIST => SegmentError::Exists { name: name.clone() },
@@ -100,8 +106,7 @@ impl Segment {
         })?;
         let made = (|| {
             // The umask may have cleared bits of the mode: set it exactly.
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(SEGMENT_MODE))
-                .map_err(fail("set the mode of"))?;
+            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(fail("set the mode of"))?;
             rustix::fs::ftruncate(&fd, len as u64).map_err(fail("size"))?;
             map(&fd, len).map_err(fail("map"))
         })();
@@ -168,6 +173,12 @@ impl Segment {
         names.sort_by(|a, b| a.0.cmp(&b.0));
         names
     }
+}
+
+/// Whether `mode` is one a pool segment may have: its owner reads and writes it, nobody else may
+/// write it (others could corrupt it at will), and it has no bits beyond the permissions.
+pub(crate) fn mode_is_safe(mode: u32) -> bool {
+    mode & !0o777 == 0 && mode & 0o600 == 0o600 && mode & 0o022 == 0
 }
 
 /// Refuses a segment that another user owns, or that users other than its owner may write (they
