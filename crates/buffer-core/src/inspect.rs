@@ -64,6 +64,33 @@ impl BufferPool {
         Segment::list()
     }
 
+    /// Removes segment `segment` from the namespace if no live process is attached to its pool
+    /// any more (its creator died without destroying it): what `bufpool remove` does. Returns
+    /// whether it was removed; a pool some live process uses is left alone.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig};
+    ///
+    /// let name = format!("doc-orphan-{}", std::process::id());
+    /// let owner = BufferPool::create_shared(&name, PoolConfig::new("p").with_capacity(1), 1, 64)?;
+    /// assert!(!BufferPool::remove_orphaned(&name)?, "its creator is alive");
+    /// # drop(owner);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn remove_orphaned(segment: &str) -> Result<bool, crate::AttachError> {
+        let pool = BufferPool::attach(segment)?;
+        let others_alive = pool
+            .processes()
+            .iter()
+            .any(|process| process.actor != pool.actor && process.alive);
+        if !others_alive {
+            Segment::unlink(&SegmentName::new(segment).map_err(crate::AttachError::Name)?);
+        }
+        Ok(!others_alive)
+    }
+
     /// The process id of actor `actor`, if it is attached.
     fn pid_of(&self, actor: u8) -> Option<u32> {
         Some(self.block.process(actor)?.read()?.pid)

@@ -11,6 +11,30 @@ pub struct InspectArgs {
     name: Option<String>,
 }
 
+/// Options of `bufpool remove`.
+#[derive(clap::Args, Debug)]
+pub struct RemoveArgs {
+    /// The pool's segment name.
+    name: String,
+}
+
+/// Removes an orphaned pool's segment.
+pub fn remove(args: &RemoveArgs) -> Result<(), Box<dyn Error>> {
+    if BufferPool::remove_orphaned(&args.name)? {
+        println!(
+            "removed shared pool '{}': no live process used it",
+            args.name
+        );
+        Ok(())
+    } else {
+        Err(format!(
+            "shared pool '{}' is in use by a live process; `bufpool inspect {}` shows which",
+            args.name, args.name
+        )
+        .into())
+    }
+}
+
 /// Runs the command.
 pub fn run(args: &InspectArgs) -> Result<(), Box<dyn Error>> {
     match &args.name {
@@ -35,8 +59,13 @@ fn list() -> Result<(), Box<dyn Error>> {
                 let counts = pool.counts();
                 let others: Vec<_> = other_processes(&pool);
                 let alive = others.iter().filter(|p| p.alive).count();
+                let orphaned = if alive == 0 {
+                    "  ORPHANED: no live process uses it (`bufpool remove` deletes it)".to_owned()
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{:<32} {:<16} {:>7} {:>5} {:>6} {:>6}  {alive} alive of {}{}",
+                    "{:<32} {:<16} {:>7} {:>5} {:>6} {:>6}  {alive} alive of {}{}{orphaned}",
                     name.as_str(),
                     pool.name(),
                     counts.total,

@@ -5,6 +5,7 @@
 //!   consumer is killed partway and its buffers come back.
 //! - `bufpool inspect [NAME]`: the shared pools on this machine, or one pool's buffers, processes
 //!   and ports, with starvation flagged.
+//! - `bufpool remove NAME`: removes a shared pool's segment that no live process uses.
 
 mod alloc_count;
 mod demo;
@@ -30,6 +31,8 @@ enum Command {
     Demo(demo::DemoArgs),
     /// List the shared pools on this machine, or show one pool in detail.
     Inspect(inspect::InspectArgs),
+    /// Remove the segment of a shared pool that no live process uses (its creator died).
+    Remove(inspect::RemoveArgs),
     /// A consumer process of the demo (started by `bufpool demo`).
     #[command(hide = true)]
     DemoConsumer(demo::ConsumerArgs),
@@ -40,6 +43,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Remove(args) => inspect::remove(&args),
         Command::DemoConsumer(args) => demo::consume(&args),
     };
     match result {

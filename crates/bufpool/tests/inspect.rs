@@ -78,3 +78,57 @@ fn inspecting_a_missing_pool_says_how_to_find_one() {
         "{stderr}"
     );
 }
+
+/// Run as a child by `remove_deletes_only_pools_nobody_uses`: creates a pool and exits without
+/// destroying it, as a crashed creator would.
+#[test]
+fn orphan_maker() {
+    let Ok(segment) = std::env::var("BUFPOOL_TEST_ORPHAN") else {
+        return;
+    };
+    let pool =
+        BufferPool::create_shared(&segment, PoolConfig::new("orphan").with_capacity(1), 1, 64)
+            .unwrap();
+    std::mem::forget(pool);
+}
+
+#[test]
+fn remove_deletes_only_pools_nobody_uses() {
+    if std::env::var("BUFPOOL_TEST_ORPHAN").is_ok() {
+        return;
+    }
+    let remove = |segment: &str| {
+        Command::new(env!("CARGO_BIN_EXE_bufpool"))
+            .args(["remove", segment])
+            .output()
+            .unwrap()
+    };
+    let segment = format!("remove-test-{}", std::process::id());
+    let pool =
+        BufferPool::create_shared(&segment, PoolConfig::new("r").with_capacity(1), 1, 64).unwrap();
+    let refused = remove(&segment);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("in use by a live process"));
+    drop(pool);
+
+    let orphan = format!("orphan-test-{}", std::process::id());
+    let made = Command::new(std::env::current_exe().unwrap())
+        .args(["orphan_maker", "--exact", "-q"])
+        .env("BUFPOOL_TEST_ORPHAN", &orphan)
+        .output()
+        .unwrap();
+    assert!(made.status.success());
+    let listing = inspect(&[]);
+    let line = listing
+        .lines()
+        .find(|line| line.starts_with(&orphan))
+        .unwrap();
+    assert!(line.contains("ORPHANED"), "{line}");
+    let removed = remove(&orphan);
+    assert!(
+        removed.status.success(),
+        "{}",
+        String::from_utf8_lossy(&removed.stderr)
+    );
+    assert!(!std::path::Path::new(&format!("/dev/shm/bufpool.{orphan}")).exists());
+}
