@@ -20,6 +20,9 @@ const CLIPPY_FEATURE_SETS: &[&[&str]] = &[
     &["--workspace", "--all-targets", "--all-features"],
 ];
 
+/// Where `cargo package` builds the crates it verifies.
+const PACKAGE_TARGET_DIR: &str = "target/package-verify";
+
 /// Every check, in the order CI runs them: cheapest first.
 fn plan() -> Vec<Step> {
     let mut steps = vec![Step {
@@ -61,7 +64,8 @@ fn plan() -> Vec<Step> {
         Step {
             title: "packaging of every publishable crate".into(),
             args: vec!["package", "--workspace", "--exclude", "xtask", "--locked", "--allow-dirty"],
-            env: &[],
+            // Verification builds of their own, cleared before each run (`forget_packaged_sources`).
+            env: &[("CARGO_TARGET_DIR", PACKAGE_TARGET_DIR)],
             fix: "make each crate package on its own: path dependencies need a version, files must lie inside the crate",
         },
     ]);
@@ -176,9 +180,20 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
 /// local registry, and cargo unpacks those into `$CARGO_HOME/registry/{src,cache}/-<hash>/`
 /// (local registries have no host name, hence the leading `-`). The hash depends only on the
 /// registry's path and our versions do not change between runs, so a later run would verify
-/// against the sources unpacked by an earlier one. Those folders are only caches; clearing them
-/// makes every run verify the crates as they are now.
+/// against the sources unpacked by an earlier one. Cargo also fingerprints the verification builds
+/// of registry crates by name and version only, so a later run would link against an earlier
+/// run's build of a sibling; they go to [`PACKAGE_TARGET_DIR`]. Those are only caches; clearing
+/// them makes every run verify the crates as they are now.
 fn forget_packaged_sources() -> Result<(), String> {
+    let builds = std::path::Path::new(PACKAGE_TARGET_DIR);
+    if builds.exists() {
+        std::fs::remove_dir_all(builds).map_err(|error| {
+            format!(
+                "cannot clear the stale packaging builds {}: {error}",
+                builds.display()
+            )
+        })?;
+    }
     let cargo_home = std::env::var_os("CARGO_HOME")
         .map(std::path::PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| std::path::Path::new(&home).join(".cargo")))
