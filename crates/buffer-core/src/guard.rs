@@ -145,6 +145,13 @@ impl<'p> WriteGuard<'p> {
         self.held.id()
     }
 
+    /// Ends the guard without releasing the buffer: its pool, slot and generation, for a new
+    /// owner of the hold.
+    pub(crate) fn into_parts(self) -> (&'p BufferPool, u32, u32) {
+        let this = ManuallyDrop::new(self);
+        (this.held.pool, this.held.index, this.held.generation)
+    }
+
     /// A description of the buffer (addresses, size, kind, ownership).
     pub fn buffer(&self) -> Buffer {
         self.held

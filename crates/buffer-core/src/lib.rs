@@ -58,6 +58,8 @@ mod error;
 #[cfg(not(loom))]
 mod guard;
 #[cfg(not(loom))]
+mod hold;
+#[cfg(not(loom))]
 mod ids;
 #[cfg(not(loom))]
 mod inspect;
@@ -93,6 +95,7 @@ pub use self::{
         SegmentError, SegmentNameError, SlotStateName, SubscribeError,
     },
     guard::{PortGuard, ReadGuard, WriteGuard},
+    hold::BufferHold,
     ids::{BufferId, PoolId},
     inspect::{BufferInfo, PortInfo, ProcessInfo},
     memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership},

@@ -1,0 +1,139 @@
+//! [`BufferHold`]: a held free buffer that owns a handle of its pool instead of borrowing it, for
+//! code that must keep a buffer beyond a borrow's reach, such as a decoder's frame allocator
+//! whose buffers are released from a C callback on any thread.
+
+use std::fmt;
+
+use crate::error::HostAccessError;
+use crate::meta::FrameMeta;
+use crate::{BufferId, BufferPool, WriteGuard};
+
+/// A free buffer held for writing, like a [`WriteGuard`], that keeps its pool alive itself: it
+/// is `'static`, so it can be boxed and handed to foreign code. Dropping it puts the buffer back
+/// on the free queue; [`BufferHold::submit`] passes it to the filled queue.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferHold, BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("h"), 1, 64).unwrap();
+/// let hold: BufferHold = pool.acquire_free(Wait::NoWait).unwrap().into_hold();
+/// let boxed: Box<dyn Send + Sync> = Box::new(hold); // no borrow of `pool` left
+/// drop(boxed);
+/// assert_eq!(pool.counts().free, 1);
+/// ```
+#[must_use = "dropping a hold returns the buffer unused"]
+pub struct BufferHold {
+    pool: BufferPool,
+    index: u32,
+    generation: u32,
+    /// Set once the buffer went to a queue: dropping the hold then releases nothing.
+    handed_on: bool,
+}
+
+impl WriteGuard<'_> {
+    /// Turns the guard into a [`BufferHold`] that owns a handle of the pool.
+    pub fn into_hold(self) -> BufferHold {
+        let (pool, index, generation) = self.into_parts();
+        BufferHold {
+            pool: pool.clone(),
+            index,
+            generation,
+            handed_on: false,
+        }
+    }
+}
+
+impl BufferHold {
+    /// The buffer's id.
+    pub fn id(&self) -> BufferId {
+        BufferId::new(self.pool.id(), self.index, self.generation)
+    }
+
+    /// The pool the buffer belongs to.
+    pub fn pool(&self) -> &BufferPool {
+        &self.pool
+    }
+
+    /// The buffer's size in bytes.
+    pub fn len(&self) -> usize {
+        self.pool.len_of(self.index)
+    }
+
+    /// Whether the buffer has no bytes (never true: pools refuse empty memory).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The buffer's start, for writing through foreign code, if the CPU may access it. The
+    /// pointer is valid for [`len`](BufferHold::len) bytes while the hold lives.
+    pub fn as_mut_ptr(&mut self) -> Result<*mut u8, HostAccessError> {
+        let (_, kind, _, _) = self.pool.slot(self.index).describe();
+        if kind.is_host_accessible() {
+            Ok(self.pool.addr(self.index))
+        } else {
+            Err(HostAccessError {
+                id: self.id(),
+                kind,
+            })
+        }
+    }
+
+    /// The buffer's metadata record.
+    pub fn meta_mut(&mut self) -> &mut FrameMeta {
+        // SAFETY: the hold owns the slot exclusively (slot module docs) and `&mut self` makes
+        // this the only borrow.
+        unsafe { &mut *self.pool.slot(self.index).meta.get() }
+    }
+
+    /// Passes the buffer to the filled queue.
+    pub fn submit(mut self) {
+        self.pool.submit(self.index, self.generation);
+        self.handed_on = true;
+    }
+}
+
+impl Drop for BufferHold {
+    fn drop(&mut self) {
+        if !self.handed_on {
+            self.pool.release(self.index, self.generation);
+        }
+    }
+}
+
+impl fmt::Debug for BufferHold {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BufferHold")
+            .field("id", &self.id())
+            .field("len", &self.len())
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PoolConfig, Wait};
+
+    #[test]
+    fn a_hold_outlives_the_handle_it_came_from_and_goes_back_once() {
+        let owner = BufferPool::with_heap_buffers(PoolConfig::new("h"), 2, 64).unwrap();
+        let pool = owner.pool().clone();
+        let mut hold = pool.acquire_free(Wait::NoWait).unwrap().into_hold();
+        drop(pool);
+        // SAFETY: the pointer is valid for `len` bytes while the hold lives.
+        unsafe { hold.as_mut_ptr().unwrap().write_bytes(7, hold.len()) };
+        hold.meta_mut().sequence = 3;
+        hold.submit();
+        let frame = owner.acquire_filled(Wait::NoWait).unwrap();
+        assert_eq!(
+            (frame.as_slice().unwrap()[63], frame.meta().sequence),
+            (7, 3)
+        );
+        drop(frame);
+        drop(owner.acquire_free(Wait::NoWait).unwrap().into_hold());
+        assert_eq!(owner.counts().free, 2);
+        assert_eq!(owner.audit(), Vec::<String>::new());
+    }
+}
