@@ -132,7 +132,7 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if let Err(message) = ensure_rust_components() {
+    if let Err(message) = ensure_rust_components().and_then(|()| ensure_system_packages()) {
         eprintln!("xtask {name}: {message}");
         return ExitCode::FAILURE;
     }
@@ -219,6 +219,65 @@ fn forget_packaged_sources() -> Result<(), String> {
 
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
+}
+
+/// Debian packages the build needs and cargo cannot install: FFmpeg's development libraries
+/// (for `allocator-avframe`), and libclang and pkg-config to generate and find its bindings.
+const SYSTEM_PACKAGES: &[&str] = &[
+    "libavcodec-dev",
+    "libavformat-dev",
+    "libavutil-dev",
+    "libswscale-dev",
+    "libclang-dev",
+    "pkg-config",
+];
+
+/// Installs the missing [`SYSTEM_PACKAGES`] with apt-get when running as root; otherwise fails
+/// with the exact command to run.
+fn ensure_system_packages() -> Result<(), String> {
+    let missing: Vec<&str> = SYSTEM_PACKAGES
+        .iter()
+        .copied()
+        .filter(|package| {
+            !Command::new("dpkg-query")
+                .args(["-W", "-f=${Status}", package])
+                .output()
+                .is_ok_and(|out| {
+                    String::from_utf8_lossy(&out.stdout).contains("install ok installed")
+                })
+        })
+        .collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let install = format!(
+        "apt-get update && apt-get install -y --no-install-recommends {}",
+        missing.join(" ")
+    );
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
+    if !root {
+        return Err(format!(
+            "the system packages {} are missing; install them with `sudo sh -c '{install}'`",
+            missing.join(", ")
+        ));
+    }
+    println!("==> installing system packages: {}", missing.join(" "));
+    let installed = Command::new("sh")
+        .args(["-c", &install])
+        .env("DEBIAN_FRONTEND", "noninteractive")
+        .status()
+        .is_ok_and(|status| status.success());
+    if installed {
+        Ok(())
+    } else {
+        Err(format!(
+            "installing the system packages {} failed; run `{install}` and look at its output",
+            missing.join(", ")
+        ))
+    }
 }
 
 /// rustfmt and clippy are rustup components, which cargo cannot install: add them if missing.

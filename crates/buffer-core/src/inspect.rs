@@ -91,6 +91,32 @@ impl BufferPool {
         Ok(!others_alive)
     }
 
+    /// The buffer whose memory (in this process) contains `addr`, with the offset of `addr` in
+    /// it; `None` if no buffer of the pool does. For checking where foreign code (a decoder)
+    /// put data: scans the pool's buffers.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p"), 1, 64).unwrap();
+    /// let mut guard = pool.acquire_free(Wait::NoWait).unwrap();
+    /// let inside = guard.as_mut_slice().unwrap()[10..].as_ptr();
+    /// assert_eq!(pool.locate(inside), Some((guard.id(), 10)));
+    /// assert_eq!(pool.locate(std::ptr::null()), None);
+    /// ```
+    pub fn locate(&self, addr: *const u8) -> Option<(crate::BufferId, usize)> {
+        (0..self.capacity()).find_map(|index| {
+            let start = self.addr(index) as usize;
+            let offset = (addr as usize).checked_sub(start)?;
+            (start != 0 && offset < self.len_of(index)).then(|| {
+                let generation = self.slot(index).word().generation;
+                (crate::BufferId::new(self.id(), index, generation), offset)
+            })
+        })
+    }
+
     /// The process id of actor `actor`, if it is attached.
     fn pid_of(&self, actor: u8) -> Option<u32> {
         Some(self.block.process(actor)?.read()?.pid)
