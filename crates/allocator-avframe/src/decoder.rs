@@ -21,7 +21,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use buffer_core::{BufferHold, BufferId, BufferPool, VideoFormat, Wait};
+use buffer_core::{BufferHold, BufferId, BufferPool, Port, Published, VideoFormat, Wait};
 use ffmpeg_sys_next as ff;
 use parking_lot::Mutex;
 
@@ -84,7 +84,8 @@ struct AllocatorState {
 
 /// What an `AVBufferRef` over a pool buffer owns: the buffer, and the counts to note its free.
 struct BufferOwner {
-    _hold: BufferHold,
+    /// Locked only to publish the picture (rare); FFmpeg's references share the owner.
+    hold: Mutex<BufferHold>,
     counts: Arc<AllocatorCounts>,
 }
 
@@ -424,7 +425,7 @@ unsafe extern "C" fn get_buffer2(
     };
     let len = hold.len();
     let owner = Box::into_raw(Box::new(BufferOwner {
-        _hold: hold,
+        hold: Mutex::new(hold),
         counts: Arc::clone(&state.counts),
     }));
     // SAFETY: `base` is valid for `len` bytes while the hold lives, which is until FFmpeg calls
@@ -535,6 +536,41 @@ impl DecodedFrame {
                     .is_some_and(|(other, _)| other == id)
                 && start >= base
         })
+    }
+
+    /// Hands the pool buffer holding this picture to fan-out `ports` of `pool` (see
+    /// `buffer_core::port`), so that consumers, in this process or others attached to a shared
+    /// pool, read the picture in place: the buffer's metadata gets the picture's layout
+    /// ([`format_in`](Self::format_in)), the timestamp as sequence number, and the whole buffer
+    /// as bytes used. The decoder keeps its own reference (it may predict from this picture);
+    /// the buffer goes back to the free queue when FFmpeg and every subscriber let go.
+    ///
+    /// `None` if the picture is not in `pool` (a decoder without direct rendering), or was
+    /// published already.
+    pub fn publish(&self, pool: &BufferPool, ports: &[Port]) -> Option<Published> {
+        let (_, offset) = self.pool_buffer(pool)?;
+        let frame = self.raw();
+        let base = frame.data[0] as usize - offset;
+        let buf = frame.buf[0];
+        // Only references made by `get_buffer2` start at a pool buffer's first byte: check it
+        // before taking the reference's opaque for a `BufferOwner`.
+        // SAFETY: `buf` is null or a live reference of this frame.
+        if buf.is_null() || unsafe { (*buf).data } as usize != base {
+            return None;
+        }
+        let video = self.format_in(pool)?;
+        // SAFETY: a reference over a pool buffer is one `get_buffer2` made, whose opaque is its
+        // `BufferOwner`, alive while the reference is.
+        let owner = unsafe { &*ff::av_buffer_get_opaque(buf).cast::<BufferOwner>() };
+        let mut hold = owner.hold.lock();
+        if hold.is_published() {
+            return None;
+        }
+        // Acquiring counted the whole buffer as used, which covers every plane.
+        let meta = hold.meta_mut();
+        meta.video = video;
+        meta.sequence = frame.pts.max(0) as u64;
+        Some(hold.publish(ports))
     }
 
     /// The picture's layout relative to the start of the buffer of `pool` holding it: pixel

@@ -30,6 +30,9 @@ pub struct BufferHold {
     generation: u32,
     /// Set once the buffer went to a queue: dropping the hold then releases nothing.
     handed_on: bool,
+    /// Set once the buffer was delivered to ports: dropping the hold then ends this holder's
+    /// reference, and the ports keep the buffer.
+    delivered: bool,
 }
 
 impl WriteGuard<'_> {
@@ -41,6 +44,7 @@ impl WriteGuard<'_> {
             index,
             generation,
             handed_on: false,
+            delivered: false,
         }
     }
 }
@@ -87,8 +91,27 @@ impl BufferHold {
         unsafe { &mut *self.pool.slot(self.index).meta.get() }
     }
 
-    /// Passes the buffer to the filled queue.
+    /// Gives each of `ports` a reference to the buffer (see the [`port`](crate::port) module)
+    /// while this hold keeps its own: subscribers may read the buffer now, and it goes back to
+    /// the free queue once the hold and every port's subscriber have dropped it. For a buffer a
+    /// producer must keep after handing it on, such as a decoder's reference frame. Call it
+    /// again to reach more ports; write the buffer only before the first delivery.
+    pub fn publish(&mut self, ports: &[crate::Port]) -> crate::Published {
+        self.delivered = true;
+        self.pool.deliver(self.index, ports)
+    }
+
+    /// Whether [`publish`](Self::publish) was called.
+    pub fn is_published(&self) -> bool {
+        self.delivered
+    }
+
+    /// Passes the buffer to the filled queue (only if it was never [`publish`](Self::publish)ed:
+    /// a delivered buffer stays with its ports).
     pub fn submit(mut self) {
+        if self.delivered {
+            return;
+        }
         self.pool.submit(self.index, self.generation);
         self.handed_on = true;
     }
@@ -96,7 +119,9 @@ impl BufferHold {
 
 impl Drop for BufferHold {
     fn drop(&mut self) {
-        if !self.handed_on {
+        if self.delivered {
+            self.pool.end_publication(self.index, self.generation);
+        } else if !self.handed_on {
             self.pool.release(self.index, self.generation);
         }
     }
@@ -115,6 +140,29 @@ impl fmt::Debug for BufferHold {
 mod tests {
     use super::*;
     use crate::{PoolConfig, Wait};
+
+    #[test]
+    fn a_published_hold_keeps_its_reference_until_dropped() {
+        let owner =
+            BufferPool::with_heap_buffers(PoolConfig::new("h").with_ports(["a"]), 1, 64).unwrap();
+        let port = owner.port("a").unwrap();
+        let reader = owner.subscribe(port).unwrap();
+        let mut hold = owner.acquire_free(Wait::NoWait).unwrap().into_hold();
+        assert_eq!(hold.publish(&[port]).delivered(), 1);
+        drop(reader.receive(Wait::NoWait).unwrap());
+        assert_eq!(owner.counts().free, 0, "the hold still references it");
+        drop(hold);
+        assert_eq!(owner.counts().free, 1);
+
+        // Dropped first, the hold leaves the buffer to the port.
+        let mut hold = owner.acquire_free(Wait::NoWait).unwrap().into_hold();
+        hold.publish(&[port]);
+        drop(hold);
+        assert_eq!(owner.counts().free, 0);
+        drop(reader.receive(Wait::NoWait).unwrap());
+        assert_eq!(owner.counts().free, 1);
+        assert_eq!(owner.audit(), Vec::<String>::new());
+    }
 
     #[test]
     fn a_hold_outlives_the_handle_it_came_from_and_goes_back_once() {

@@ -245,10 +245,30 @@ impl BufferPool {
         self.name().into()
     }
 
-    /// Hands the held buffer in slot `index` to `ports` (a write guard's `publish`).
+    /// Hands the held buffer in slot `index` to `ports` and ends this holder's reference (a
+    /// write guard's `publish`).
     pub(crate) fn publish(&self, index: u32, generation: u32, ports: &[Port]) -> Published {
+        let published = self.deliver(index, ports);
+        self.end_publication(index, generation);
+        published
+    }
+
+    /// Gives `ports` a reference each to the buffer in slot `index`, which this process holds
+    /// (`Writing`, or `Publishing` from an earlier delivery), and keeps holding it.
+    pub(crate) fn deliver(&self, index: u32, ports: &[Port]) -> Published {
         let slot = self.slot(index);
-        slot.set(SlotWord::new(generation, SlotState::Publishing).by(self.actor));
+        let mut word = slot.word();
+        // Subscribers of an earlier delivery may clear their bits meanwhile: a CAS keeps them.
+        while word.state != Some(SlotState::Publishing) {
+            let publishing = SlotWord {
+                state: Some(SlotState::Publishing),
+                ..word
+            };
+            match slot.replace(word, publishing.by(self.actor)) {
+                Ok(()) => break,
+                Err(now) => word = now,
+            }
+        }
         let mut published = Published::default();
         for &port in ports {
             let bit = 1u16.checked_shl(u32::from(port.index)).unwrap_or(0);
@@ -287,7 +307,13 @@ impl BufferPool {
             wake_one(&entry.wait);
             published.delivered |= bit;
         }
-        // The publisher's own reference ends: the ports keep the buffer, or nobody does.
+        published
+    }
+
+    /// Ends this process's reference to the buffer it delivered to ports: the ports keep it, or
+    /// nobody does and it goes back to the free queue.
+    pub(crate) fn end_publication(&self, index: u32, generation: u32) {
+        let slot = self.slot(index);
         let mut word = slot.word();
         loop {
             let next = if word.ports == 0 {
@@ -304,7 +330,7 @@ impl BufferPool {
                     if next.state == Some(SlotState::Free) {
                         self.push(Queue::Free, index);
                     }
-                    return published;
+                    return;
                 }
                 Err(now) => word = now,
             }
