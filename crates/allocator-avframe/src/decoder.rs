@@ -482,9 +482,23 @@ unsafe impl Send for DecodedFrame {}
 unsafe impl Sync for DecodedFrame {}
 
 impl DecodedFrame {
-    fn raw(&self) -> &ff::AVFrame {
+    /// Takes ownership of `frame`, a decoded video frame.
+    ///
+    /// # Safety
+    ///
+    /// `frame` must come from `av_frame_alloc`, hold a video picture with reference-counted
+    /// buffers, and not be used or freed by anyone else afterwards: the `DecodedFrame` frees it.
+    pub unsafe fn from_raw(frame: *mut ff::AVFrame) -> DecodedFrame {
+        DecodedFrame { frame }
+    }
+
+    pub(crate) fn raw(&self) -> &ff::AVFrame {
         // SAFETY: the frame is owned and valid until drop.
         unsafe { &*self.frame }
+    }
+
+    pub(crate) fn as_ptr(&self) -> *const ff::AVFrame {
+        self.frame
     }
 
     /// Picture width and height.

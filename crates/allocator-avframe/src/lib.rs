@@ -7,6 +7,8 @@
 //!   lets go.
 //! - [`layout_for`] lays a picture out in a buffer by FFmpeg's rules (aligned dimensions, line
 //!   sizes, plane alignment, padding); [`describe`] describes every plane of a decoded picture.
+//! - [`DecodedFrame::into_pool`] wraps a picture the pool did not allocate (a decoder without
+//!   direct rendering, a filter) as a buffer on the filled queue, without a copy.
 //! - [`write_clip`] encodes a synthetic clip in-process, so tests, benchmarks and the demo need
 //!   no media file.
 //!
@@ -22,8 +24,12 @@ mod clip;
 mod decoder;
 mod error;
 mod layout;
+mod wrap;
 
 pub use clip::{ClipCodec, pattern, write_clip};
 pub use decoder::{AllocatorCounts, DecodedFrame, DecoderOptions, PoolDecoder, StreamInfo};
 pub use error::{ClipError, DecodeError, FfmpegError};
+/// The FFmpeg bindings this crate is built on, for callers that make their own frames.
+pub use ffmpeg_sys_next as ffi;
 pub use layout::{FrameLayout, PLANE_ALIGN, describe, fourcc, layout_for, plane_rows};
+pub use wrap::WrapError;

@@ -302,6 +302,11 @@ pub(crate) struct PoolInner {
     owners: Mutex<Vec<Option<MemoryOwner>>>,
     /// Set once the pool is destroyed: buffers then leave the pool as soon as they are released.
     destroyed: AtomicBool,
+    /// Which slots hold a one-time buffer ([`PoolOwner::inject_frame`]), which leaves the pool
+    /// when released instead of going to the free queue.
+    once: Box<[AtomicBool]>,
+    /// How many slots hold one: while 0, releasing costs one load to learn there is none.
+    once_count: AtomicUsize,
     /// This process's entry in the block's process table.
     actor: u8,
     record: ProcessRecord,
@@ -554,6 +559,8 @@ impl BufferPool {
             lens: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
             owners: Mutex::new((0..capacity).map(|_| None).collect()),
             destroyed: AtomicBool::new(false),
+            once: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
+            once_count: AtomicUsize::new(0),
             actor,
             record,
             segment,
@@ -845,9 +852,16 @@ impl BufferPool {
         }
     }
 
-    /// Puts a held buffer back on the free queue (a guard's drop).
+    /// Puts a held buffer back on the free queue (a guard's drop), or takes a one-time buffer
+    /// out of the pool.
     #[inline(always)]
     pub(crate) fn release(&self, index: u32, generation: u32) {
+        if self.inner.once_count.load(Ordering::Relaxed) != 0
+            && self.inner.once[index as usize].load(Ordering::Relaxed)
+        {
+            drop(self.inner.take_out(index));
+            return;
+        }
         self.slot(index)
             .set(SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor));
         self.push(Queue::Free, index);
@@ -1009,11 +1023,23 @@ impl BufferPool {
         owner: Option<MemoryOwner>,
         queue: Queue,
     ) {
+        let mut meta = FrameMeta::default();
+        meta.reset(len as u64);
+        self.publish_new_buffer_with(index, generation, (addr, len, owner), meta, queue);
+    }
+
+    /// [`BufferPool::publish_new_buffer`] with the metadata record given.
+    fn publish_new_buffer_with(
+        &self,
+        index: u32,
+        generation: u32,
+        (addr, len, owner): (*mut u8, usize, Option<MemoryOwner>),
+        meta: FrameMeta,
+        queue: Queue,
+    ) {
         let slot = self.block.slot(index);
         // SAFETY: claiming the vacant slot made this thread its only owner.
-        let meta = unsafe { &mut *slot.meta.get() };
-        *meta = FrameMeta::default();
-        meta.reset(len as u64);
+        unsafe { *slot.meta.get() = meta };
         self.inner.addrs[index as usize].store(addr, Ordering::Release);
         self.inner.lens[index as usize].store(len, Ordering::Release);
         self.inner.owners.lock()[index as usize] = owner;
@@ -1063,6 +1089,9 @@ impl PoolInner {
         let generation = slot.word().generation;
         slot.set(SlotWord::new(generation, SlotState::Removing).by(self.actor));
         let owner = self.owners.lock()[index as usize].take();
+        if self.once[index as usize].swap(false, Ordering::Relaxed) {
+            self.once_count.fetch_sub(1, Ordering::Relaxed);
+        }
         self.addrs[index as usize].store(ptr::null_mut(), Ordering::Release);
         self.lens[index as usize].store(0, Ordering::Release);
         block.header().buffers.fetch_sub(1, Ordering::SeqCst);
@@ -1120,6 +1149,69 @@ impl PoolOwner {
             memory.len,
             memory.owner,
             queue,
+        );
+        Ok(())
+    }
+
+    /// Adds a buffer that already holds a finished frame, described by `meta` (all of the
+    /// buffer counted as used), to the filled queue, for one reader: when its reader releases it, it leaves the pool and its memory's
+    /// owner is dropped (instead of going to the free queue for reuse). The memory is released
+    /// exactly once: then, or when the pool is destroyed, whichever comes first. For frames that
+    /// someone else allocated, such as a decoder's (`allocator-avframe` wraps `AVFrame`s so).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferMemory, BufferPool, FrameMeta, MemoryKind, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::create(PoolConfig::new("wrapped")).unwrap();
+    /// let mut frame = vec![7u8; 64].into_boxed_slice();
+    /// let addr = frame.as_mut_ptr();
+    /// // SAFETY: the boxed slice holds 64 bytes and moves into the pool with its owner.
+    /// let memory = unsafe { BufferMemory::owned(addr, 64, MemoryKind::Host, None, Box::new(frame)) };
+    /// let mut meta = FrameMeta::default();
+    /// meta.sequence = 9;
+    /// pool.inject_frame(memory, meta).unwrap();
+    /// let read = pool.acquire_filled(Wait::NoWait).unwrap();
+    /// assert_eq!((read.meta().sequence, read.as_slice().unwrap()[0]), (9, 7));
+    /// drop(read); // leaves the pool: the boxed slice is freed
+    /// assert_eq!(pool.counts().total, 0);
+    /// ```
+    pub fn inject_frame(
+        &self,
+        memory: BufferMemory,
+        mut meta: FrameMeta,
+    ) -> Result<(), InjectError> {
+        meta.bytes_used = memory.len as u64;
+        let inner = &self.pool.inner;
+        let name = || inner.name.clone();
+        if inner.segment.is_some() {
+            return Err(InjectError::Shared { pool: name() });
+        }
+        if self.pool.is_closed() {
+            return Err(InjectError::Closed { pool: name() });
+        }
+        if memory.is_empty() {
+            return Err(InjectError::Empty { pool: name() });
+        }
+        let (index, generation) =
+            self.pool
+                .block
+                .claim_vacant_slot(self.pool.actor)
+                .ok_or(InjectError::Full {
+                    pool: name(),
+                    capacity: self.pool.capacity(),
+                })?;
+        let slot = self.pool.block.slot(index);
+        slot.set_description(memory.len, memory.kind, memory.ownership(), memory.phys);
+        inner.once[index as usize].store(true, Ordering::Relaxed);
+        inner.once_count.fetch_add(1, Ordering::Relaxed);
+        self.pool.publish_new_buffer_with(
+            index,
+            generation,
+            (memory.addr, memory.len, memory.owner),
+            meta,
+            Queue::Filled,
         );
         Ok(())
     }
