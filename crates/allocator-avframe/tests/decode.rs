@@ -1,5 +1,9 @@
 //! Decoding synthetic clips through a pool: pictures land in pool memory, exactly.
 
+// Test set-up drives FFmpeg through sequences of C calls; each block's comment covers its
+// sequence.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
 use std::path::PathBuf;
 use std::time::Duration;
 

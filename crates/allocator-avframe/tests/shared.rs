@@ -1,6 +1,10 @@
 //! Decoding into a shared-memory pool in this process while a consumer process checksums the
 //! pictures in place: its checksums equal those of a private decode.
 
+// Test set-up drives FFmpeg through sequences of C calls; each block's comment covers its
+// sequence.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 

@@ -1,6 +1,10 @@
 //! Wrapping: `AVFrame`s made elsewhere become filled buffers without a copy and are freed exactly
 //! once, whatever is dropped first (counted by their buffers' free callbacks).
 
+// Test set-up drives FFmpeg through sequences of C calls; each block's comment covers its
+// sequence.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
 use std::ffi::c_void;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
