@@ -11,6 +11,9 @@ struct Step {
     args: Vec<&'static str>,
     env: &'static [(&'static str, &'static str)],
     fix: &'static str,
+    /// Whether the cargo command builds test binaries (`--no-run --message-format=json`) that
+    /// then run under valgrind.
+    valgrind: bool,
 }
 
 /// Clippy runs on each feature set a user can build. The facade has no optional backend yet;
@@ -30,6 +33,7 @@ fn plan() -> Vec<Step> {
         args: vec!["fmt", "--all", "--check"],
         env: &[],
         fix: "run `cargo fmt --all` and commit the result",
+        valgrind: false,
     }];
     for set in CLIPPY_FEATURE_SETS {
         let mut args = vec!["clippy", "--locked"];
@@ -40,6 +44,7 @@ fn plan() -> Vec<Step> {
             args,
             env: &[],
             fix: "fix the lints above (clippy runs with -D warnings)",
+            valgrind: false,
         });
     }
     steps.extend([
@@ -48,18 +53,41 @@ fn plan() -> Vec<Step> {
             args: vec!["test", "--workspace", "--all-features", "--locked"],
             env: &[],
             fix: "fix the failing tests above (rerun one with `cargo test -p CRATE --test NAME`)",
+            valgrind: false,
         },
         Step {
             title: "loom model check of the queue and the wake-up protocol".into(),
             args: vec!["test", "-p", "buffer-core", "--release", "--lib", "--locked", "loom"],
             env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
             fix: "an interleaving broke an invariant of the queue or the wake-up protocol: loom printed the failing schedule above",
+            valgrind: false,
+        },
+        Step {
+            title: "valgrind over the FFmpeg backend's tests: no leak, no invalid access".into(),
+            args: vec![
+                "test",
+                "-p",
+                "allocator-avframe",
+                "--locked",
+                "--no-run",
+                "--message-format=json",
+            ],
+            // rustix's own vDSO parser crashes under valgrind (rustix issue #1559); its libc
+            // backend calls glibc, which valgrind understands. A build directory of its own
+            // keeps that from rebuilding the main one.
+            env: &[
+                ("RUSTFLAGS", "--cfg rustix_use_libc"),
+                ("CARGO_TARGET_DIR", "target/valgrind"),
+            ],
+            fix: "valgrind found a leak or an invalid access in the FFmpeg backend: its report is above",
+            valgrind: true,
         },
         Step {
             title: "documentation".into(),
             args: vec!["doc", "--workspace", "--no-deps", "--all-features", "--locked"],
             env: &[("RUSTDOCFLAGS", "-D warnings")],
             fix: "fix the rustdoc warnings above (broken links, missing docs)",
+            valgrind: false,
         },
         Step {
             title: "packaging of every publishable crate".into(),
@@ -67,6 +95,7 @@ fn plan() -> Vec<Step> {
             // Verification builds of their own, cleared before each run (`forget_packaged_sources`).
             env: &[("CARGO_TARGET_DIR", PACKAGE_TARGET_DIR)],
             fix: "make each crate package on its own: path dependencies need a version, files must lie inside the crate",
+            valgrind: false,
         },
     ]);
     steps
@@ -88,6 +117,7 @@ fn stress_plan() -> Vec<Step> {
             ],
             env: &[("BUFPOOL_KILL_ROUNDS", "10000")],
             fix: "a killed process's buffers were not reclaimed exactly: the failing round's seed is printed above",
+            valgrind: false,
         },
         Step {
             title: "corrupt segments, 2,000 cases".into(),
@@ -102,6 +132,7 @@ fn stress_plan() -> Vec<Step> {
             ],
             env: &[("BUFPOOL_CORRUPT_CASES", "2000")],
             fix: "a corrupt segment crashed or hung the attaching process: proptest printed the mutation above",
+            valgrind: false,
         },
     ]
 }
@@ -145,11 +176,15 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         }
         println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
         let step_started = Instant::now();
-        match Command::new(cargo())
-            .args(&step.args)
-            .envs(step.env.iter().copied())
-            .status()
-        {
+        let outcome = if step.valgrind {
+            run_under_valgrind(&step)
+        } else {
+            Command::new(cargo())
+                .args(&step.args)
+                .envs(step.env.iter().copied())
+                .status()
+        };
+        match outcome {
             Ok(status) if status.success() => {
                 println!("==> {}: ok ({:.0?})", step.title, step_started.elapsed());
             }
@@ -174,6 +209,50 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         started.elapsed()
     );
     ExitCode::SUCCESS
+}
+
+/// Builds the test binaries `step` names, then runs each under valgrind's memcheck: any invalid
+/// read or write, and any definite or indirect leak, fails the step. Returns the first failing
+/// status (or the last one).
+fn run_under_valgrind(step: &Step) -> std::io::Result<std::process::ExitStatus> {
+    let built = Command::new(cargo())
+        .args(&step.args)
+        .envs(step.env.iter().copied())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !built.status.success() {
+        return Ok(built.status);
+    }
+    // One JSON message per line; test binaries are the artifacts with an "executable".
+    let executables: Vec<String> = String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .filter(|line| {
+            line.contains("\"reason\":\"compiler-artifact\"") && line.contains("\"test\":true")
+        })
+        .filter_map(|line| {
+            let rest = &line[line.find("\"executable\":\"")? + "\"executable\":\"".len()..];
+            Some(rest[..rest.find('"')?].to_owned())
+        })
+        .collect();
+    let mut last = built.status;
+    for executable in executables {
+        println!("==> valgrind {executable}");
+        last = Command::new("valgrind")
+            .args([
+                "--leak-check=full",
+                "--show-leak-kinds=definite,indirect",
+                "--errors-for-leak-kinds=definite,indirect",
+                "--error-exitcode=3",
+                "-q",
+            ])
+            .arg(&executable)
+            .arg("--test-threads=1")
+            .status()?;
+        if !last.success() {
+            return Ok(last);
+        }
+    }
+    Ok(last)
 }
 
 /// `cargo package --workspace` verifies each crate against its siblings published to a temporary
@@ -222,7 +301,8 @@ fn cargo() -> String {
 }
 
 /// Debian packages the build needs and cargo cannot install: FFmpeg's development libraries
-/// (for `allocator-avframe`), and libclang and pkg-config to generate and find its bindings.
+/// (for `allocator-avframe`), libclang and pkg-config to generate and find its bindings, and
+/// valgrind to check it.
 const SYSTEM_PACKAGES: &[&str] = &[
     "libavcodec-dev",
     "libavformat-dev",
@@ -230,6 +310,7 @@ const SYSTEM_PACKAGES: &[&str] = &[
     "libswscale-dev",
     "libclang-dev",
     "pkg-config",
+    "valgrind",
 ];
 
 /// Installs the missing [`SYSTEM_PACKAGES`] with apt-get when running as root; otherwise fails

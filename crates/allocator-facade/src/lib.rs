@@ -266,6 +266,13 @@ pub fn create_by_name(name: &str) -> Result<AllocatorFacade, CreateAllocatorErro
     create(name.parse()?)
 }
 
+/// The FFmpeg backend (feature `avframe`): [`PoolDecoder`](allocator_avframe::PoolDecoder)
+/// decodes into any pool this facade's allocators make (private or shared), and
+/// [`DecodedFrame::into_pool`](allocator_avframe::DecodedFrame::into_pool) wraps frames FFmpeg
+/// allocated.
+#[cfg(feature = "avframe")]
+pub use allocator_avframe as avframe;
+
 /// The README's example, compiled and run as a doc test so that it cannot go stale.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
