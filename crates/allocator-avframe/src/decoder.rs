@@ -97,7 +97,10 @@ pub struct PoolDecoder {
     frame: *mut ff::AVFrame,
     stream: c_int,
     /// Boxed so that its address, given to FFmpeg, stays put; freed after the codec context.
-    state: Box<AllocatorState>,
+    /// `None` when FFmpeg's own allocator is used ([`PoolDecoder::with_ffmpeg_allocator`]).
+    state: Option<Box<AllocatorState>>,
+    /// What the allocator did (all zeros with FFmpeg's own allocator).
+    counts: Arc<AllocatorCounts>,
     direct: bool,
     draining: bool,
     path: PathBuf,
@@ -139,7 +142,7 @@ impl PoolDecoder {
 
     /// The picture size of `path`'s video and the pool buffer size it needs.
     pub fn probe(path: &Path) -> Result<StreamInfo, DecodeError> {
-        let decoder = PoolDecoder::open_with(path, None, 1)?;
+        let decoder = PoolDecoder::with_ffmpeg_allocator(path, 1)?;
         // SAFETY: the codec context is open.
         let ctx = unsafe { &*decoder.codec };
         let size = if decoder.direct {
@@ -156,6 +159,13 @@ impl PoolDecoder {
         })
     }
 
+    /// Opens `path` with FFmpeg's own frame allocator instead of a pool (pictures are then not
+    /// in pool memory; wrap them with [`DecodedFrame::into_pool`]). For comparisons and for
+    /// probing.
+    pub fn with_ffmpeg_allocator(path: &Path, threads: u32) -> Result<PoolDecoder, DecodeError> {
+        PoolDecoder::open_with(path, None, threads)
+    }
+
     fn open_with(
         path: &Path,
         state: Option<Box<AllocatorState>>,
@@ -167,24 +177,15 @@ impl PoolDecoder {
         };
         let c_path = CString::new(path.to_str().ok_or_else(|| bad("the path is not UTF-8"))?)
             .map_err(|_| bad("the path contains a NUL byte"))?;
-        let state = state.unwrap_or_else(|| {
-            Box::new(AllocatorState {
-                pool: BufferPool::create(buffer_core::PoolConfig::new("probe"))
-                    .expect("a default private pool can be created")
-                    .pool()
-                    .clone(),
-                timeout: Duration::ZERO,
-                counts: Arc::new(AllocatorCounts::default()),
-                failure: Mutex::new(None),
-            })
-        });
-        let install = state.timeout != Duration::ZERO;
         let mut decoder = PoolDecoder {
             input: ptr::null_mut(),
             codec: ptr::null_mut(),
             packet: ptr::null_mut(),
             frame: ptr::null_mut(),
             stream: -1,
+            counts: state
+                .as_ref()
+                .map_or_else(Default::default, |state| Arc::clone(&state.counts)),
             state,
             direct: false,
             draining: false,
@@ -233,8 +234,8 @@ impl PoolDecoder {
             decoder.direct = (*codec).capabilities & ff::AV_CODEC_CAP_DR1 as c_int != 0;
             let ctx = &mut *decoder.codec;
             ctx.thread_count = threads as c_int;
-            if install {
-                ctx.opaque = (&*decoder.state as *const AllocatorState).cast_mut().cast();
+            if let Some(state) = &decoder.state {
+                ctx.opaque = (&**state as *const AllocatorState).cast_mut().cast();
                 ctx.get_buffer2 = Some(get_buffer2);
                 // FFmpeg 5 calls a custom allocator from its frame threads only when told it
                 // is thread-safe (it is: the pool is); FFmpeg 6 dropped the field and always does.
@@ -263,7 +264,7 @@ impl PoolDecoder {
     /// What the allocator did so far (shared: it keeps counting frees after the decoder is
     /// dropped, as frames still alive are dropped).
     pub fn counts(&self) -> Arc<AllocatorCounts> {
-        Arc::clone(&self.state.counts)
+        Arc::clone(&self.counts)
     }
 
     /// The next decoded picture, `None` at the end of the stream.
@@ -340,9 +341,8 @@ impl PoolDecoder {
     /// otherwise.
     fn failure_or(&self, error: FfmpegError) -> DecodeError {
         self.state
-            .failure
-            .lock()
-            .take()
+            .as_ref()
+            .and_then(|state| state.failure.lock().take())
             .unwrap_or(DecodeError::Ffmpeg(error))
     }
 

@@ -11,14 +11,6 @@ use crate::layout::describe;
 /// A frame could not be wrapped.
 #[derive(Debug, thiserror::Error)]
 pub enum WrapError {
-    /// The picture's planes lie in separate allocations, so no single buffer holds them all.
-    #[error(
-        "the frame's planes lie in {buffers} separate allocations, so no single pool buffer can hold them; decode with a PoolDecoder (direct rendering) or allocate frames with av_frame_get_buffer"
-    )]
-    Scattered {
-        /// The frame's buffer references.
-        buffers: usize,
-    },
     /// The frame is stored bottom-up (a negative line size) or has no planes.
     #[error("the frame's layout cannot be described (no planes, or a negative line size)")]
     Layout,
@@ -29,8 +21,10 @@ pub enum WrapError {
 
 impl DecodedFrame {
     /// Puts this picture on `pool`'s filled queue as a buffer, without copying: the buffer is
-    /// the allocation holding every plane, its metadata describes each plane (offset, line size,
-    /// rows), the pixel format and size, with the timestamp as sequence number. The frame is
+    /// the allocation holding every plane (or, for planes in separate allocations, as FFmpeg's
+    /// own decoder allocator makes them, each plane's allocation, read plane by plane with
+    /// `ReadGuard::plane`); its metadata describes each plane (offset, line size, rows), the
+    /// pixel format and size, with the timestamp as sequence number. The frame is
     /// unreferenced exactly once: when its reader releases the buffer, or when the pool is
     /// destroyed, whichever comes first.
     pub fn into_pool(self, pool: &PoolOwner) -> Result<(), WrapError> {
@@ -46,15 +40,25 @@ impl DecodedFrame {
                 begin >= start && begin + bytes.len() <= start + size
             })
         });
-        let Some(holder) = holder else {
-            return Err(WrapError::Scattered {
-                buffers: refs.len(),
-            });
+        // SAFETY: a live reference of this frame, if any.
+        let single = holder.map(|buf| unsafe { ((*buf).data, (*buf).size) });
+        // Planes in separate allocations (FFmpeg's own decoder allocator makes one per plane):
+        // each is recorded, and readers reach them plane by plane.
+        let planes: Vec<(*const u8, usize)> = (0..4)
+            .filter_map(|plane| self.plane(plane))
+            .map(|bytes| (bytes.as_ptr(), bytes.len()))
+            .collect();
+        let base = match single {
+            Some((addr, _)) => addr as usize,
+            None => planes
+                .iter()
+                .map(|&(start, _)| start as usize)
+                .min()
+                .ok_or(WrapError::Layout)?,
         };
-        // SAFETY: `holder` is a live reference of this frame.
-        let (addr, len) = unsafe { ((*holder).data, (*holder).size) };
-        // SAFETY: valid owned frame; `addr` is the start of the allocation holding its planes.
-        let video = unsafe { describe(self.as_ptr(), addr as usize) }.ok_or(WrapError::Layout)?;
+        // SAFETY: valid owned frame; `base` is the start of the allocation holding its planes,
+        // or of the lowest plane.
+        let video = unsafe { describe(self.as_ptr(), base) }.ok_or(WrapError::Layout)?;
         if video.plane_count == 0 {
             return Err(WrapError::Layout);
         }
@@ -62,13 +66,21 @@ impl DecodedFrame {
         meta.video = video;
         meta.sequence = frame.pts.max(0) as u64;
         meta.timestamp_ns = frame.pts;
-        // SAFETY: `len` bytes at `addr` are the frame's allocation, which stays valid while the
-        // frame (moved into the pool as the buffer's owner) holds its reference, that is until
-        // the pool drops the owner, which frees the frame; nothing else writes a decoded frame's
-        // memory.
-        let memory =
-            unsafe { BufferMemory::owned(addr, len, MemoryKind::Host, None, Box::new(self)) };
-        pool.inject_frame(memory, meta)?;
+        match single {
+            Some((addr, len)) => {
+                // SAFETY: `len` bytes at `addr` are the frame's allocation, which stays valid
+                // while the frame (moved into the pool as the buffer's owner) holds its
+                // reference, that is until the pool drops the owner, which frees the frame;
+                // nothing else writes a decoded frame's memory.
+                let memory = unsafe {
+                    BufferMemory::owned(addr, len, MemoryKind::Host, None, Box::new(self))
+                };
+                pool.inject_frame(memory, meta)?;
+            }
+            // SAFETY: each plane's bytes lie in the frame's allocations, valid and unwritten
+            // while the frame (moved into the pool as the owner) holds its references.
+            None => unsafe { pool.inject_scattered_frame(&planes, Box::new(self), meta)? },
+        }
         Ok(())
     }
 }

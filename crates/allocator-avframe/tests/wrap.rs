@@ -9,8 +9,8 @@ use std::ffi::c_void;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use allocator_avframe::{DecodedFrame, WrapError, ffi as ff, pattern};
-use buffer_core::{BufferPool, PixelFormat, PoolConfig, Wait};
+use allocator_avframe::{DecodedFrame, ffi as ff, pattern};
+use buffer_core::{AccessError, BufferPool, PixelFormat, PoolConfig, Wait};
 
 const W: i32 = 64;
 const H: i32 = 48;
@@ -141,7 +141,7 @@ fn a_frame_read_while_its_pool_is_destroyed_is_freed_when_the_reader_lets_go() {
 }
 
 #[test]
-fn frames_with_planes_in_separate_allocations_are_refused_and_freed() {
+fn frames_with_planes_in_separate_allocations_are_read_plane_by_plane() {
     let frees = Arc::new(AtomicUsize::new(0));
     let pool = BufferPool::create(PoolConfig::new("wrap")).unwrap();
     // SAFETY: one buffer per plane, each large enough for its plane; the frame takes them.
@@ -150,21 +150,43 @@ fn frames_with_planes_in_separate_allocations_are_refused_and_freed() {
         (*frame).format = ff::AVPixelFormat::AV_PIX_FMT_YUV420P as i32;
         (*frame).width = W;
         (*frame).height = H;
+        (*frame).pts = 4;
         for plane in 0..3 {
             let (stride, rows) = if plane == 0 { (W, H) } else { (W / 2, H / 2) };
             let buf = buffer((stride * rows) as usize, &frees);
             (*frame).buf[plane] = buf;
             (*frame).data[plane] = (*buf).data;
             (*frame).linesize[plane] = stride;
+            for y in 0..rows as usize {
+                for x in 0..stride as usize {
+                    *(*buf).data.add(y * stride as usize + x) = pattern(plane, x, y, 4);
+                }
+            }
         }
         DecodedFrame::from_raw(frame)
     };
-    let err = scattered.into_pool(&pool).unwrap_err();
-    assert!(matches!(err, WrapError::Scattered { buffers: 3 }), "{err}");
+    let chroma = scattered.plane(2).unwrap().as_ptr();
+    scattered.into_pool(&pool).unwrap();
+    let read = pool.acquire_filled(Wait::NoWait).unwrap();
+    assert!(matches!(
+        read.as_slice(),
+        Err(AccessError::Scattered { planes: 3, .. })
+    ));
+    assert_eq!(read.plane(2).unwrap().as_ptr(), chroma, "in place");
+    for plane in 0..3 {
+        let bytes = read.plane(plane).unwrap();
+        let stride = read.meta().video.planes()[plane].stride as usize;
+        assert_eq!(bytes[stride + 1], pattern(plane, 1, 1, 4));
+    }
+    assert!(matches!(
+        read.plane(3),
+        Err(AccessError::NoSuchPlane { .. })
+    ));
+    drop(read);
     assert_eq!(
         frees.load(Ordering::SeqCst),
         3,
-        "the refused frame is freed once"
+        "all three allocations freed once"
     );
 
     let segment = format!("wrap-{}", std::process::id());
@@ -175,5 +197,33 @@ fn frames_with_planes_in_separate_allocations_are_refused_and_freed() {
         err.to_string().contains("shared between processes"),
         "{err}"
     );
-    assert_eq!(frees.load(Ordering::SeqCst), 4);
+    assert_eq!(
+        frees.load(Ordering::SeqCst),
+        4,
+        "a refused frame is freed once too"
+    );
+}
+
+#[test]
+fn frames_from_ffmpegs_own_allocator_are_wrapped_in_place() {
+    use allocator_avframe::{ClipCodec, PoolDecoder, write_clip};
+    let path = std::env::temp_dir().join(format!("bufpool-wrap-{}.mkv", std::process::id()));
+    write_clip(&path, ClipCodec::Ffv1, 64, 48, 3).unwrap();
+    let pool = BufferPool::create(PoolConfig::new("wrapped").with_capacity(4)).unwrap();
+    let mut decoder = PoolDecoder::with_ffmpeg_allocator(&path, 1).unwrap();
+    let mut sequence = 0;
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        let luma = frame.plane(0).unwrap().as_ptr();
+        frame.into_pool(&pool).unwrap();
+        let read = pool.acquire_filled(Wait::NoWait).unwrap();
+        let y = read.plane(0).unwrap();
+        assert_eq!(y.as_ptr(), luma, "no copy");
+        assert_eq!(y[3], pattern(0, 3, 0, sequence));
+        let u = read.plane(1).unwrap();
+        assert_eq!(u[2], pattern(1, 2, 0, sequence));
+        sequence += 1;
+    }
+    assert_eq!(sequence, 3);
+    assert_eq!(pool.counts().total, 0, "each left the pool when released");
+    std::fs::remove_file(path).unwrap();
 }

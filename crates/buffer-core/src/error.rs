@@ -659,7 +659,7 @@ pub enum ReceiveError {
 /// pool.inject(memory, Queue::Free).unwrap();
 /// let mut guard = pool.acquire_free(Wait::NoWait).unwrap();
 /// let err = guard.as_mut_slice().unwrap_err();
-/// assert_eq!(err.kind, MemoryKind::Device { ordinal: 0 });
+/// assert!(matches!(err, buffer_core::AccessError::Device(e) if e.kind == MemoryKind::Device { ordinal: 0 }));
 /// ```
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
 #[error(
@@ -670,6 +670,60 @@ pub struct HostAccessError {
     pub id: BufferId,
     /// Its kind of memory.
     pub kind: MemoryKind,
+}
+
+/// A buffer's bytes, or one plane's, cannot be reached as a slice.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{AccessError, BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p"), 1, 64).unwrap();
+/// pool.acquire_free(Wait::NoWait).unwrap().submit();
+/// let frame = pool.acquire_filled(Wait::NoWait).unwrap();
+/// // The producer described no planes.
+/// assert!(matches!(frame.plane(0), Err(AccessError::NoSuchPlane { planes: 0, .. })));
+/// ```
+#[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
+pub enum AccessError {
+    /// The memory is not host memory.
+    #[error(transparent)]
+    Device(#[from] HostAccessError),
+    /// The buffer is a frame whose planes lie in separate allocations.
+    #[error(
+        "buffer {id} holds a frame whose {planes} planes lie in separate allocations; read it plane by plane with plane()"
+    )]
+    Scattered {
+        /// The buffer.
+        id: BufferId,
+        /// Its planes.
+        planes: u32,
+    },
+    /// The frame has no such plane.
+    #[error("buffer {id} has no plane {plane}: its metadata describes {planes}")]
+    NoSuchPlane {
+        /// The buffer.
+        id: BufferId,
+        /// The plane asked for.
+        plane: usize,
+        /// The planes described.
+        planes: u32,
+    },
+    /// The metadata places the plane outside the buffer's memory.
+    #[error(
+        "plane {plane} of buffer {id} lies outside its memory (offset {offset}, {len} bytes); its producer described it wrongly"
+    )]
+    PlaneOutside {
+        /// The buffer.
+        id: BufferId,
+        /// The plane.
+        plane: usize,
+        /// Its offset in the buffer.
+        offset: u64,
+        /// Its length (line size times rows).
+        len: u64,
+    },
 }
 
 /// A producer claimed to have filled more than the buffer holds.

@@ -4,7 +4,7 @@
 use std::fmt;
 use std::mem::ManuallyDrop;
 
-use crate::error::{BytesUsedError, HostAccessError};
+use crate::error::{AccessError, BytesUsedError, HostAccessError};
 use crate::meta::FrameMeta;
 use crate::port::{Port, Published};
 use crate::slot::SlotState;
@@ -39,15 +39,25 @@ impl<'p> Held<'p> {
         self.pool.len_of(self.index)
     }
 
-    /// The buffer's address and length, if the CPU may access it.
+    /// The buffer's address and length, if the CPU may access it as one slice.
     #[inline]
-    fn host_memory(&self) -> Result<(*mut u8, usize), HostAccessError> {
-        let len = self.len();
+    fn host_memory(&self) -> Result<(*mut u8, usize), AccessError> {
+        if let Some(regions) = self.pool.plane_regions(self.index) {
+            return Err(AccessError::Scattered {
+                id: self.id(),
+                planes: regions.iter().filter(|&&(_, len)| len != 0).count() as u32,
+            });
+        }
+        self.device_check()?;
+        Ok((self.pool.addr(self.index), self.len()))
+    }
+
+    /// `Err` for memory the CPU cannot access.
+    #[inline]
+    fn device_check(&self) -> Result<(), HostAccessError> {
         let (_, kind, _, _) = self.pool.slot(self.index).describe();
         if kind.is_host_accessible() {
-            let addr = self.pool.addr(self.index);
-            debug_assert!(!addr.is_null());
-            Ok((addr, len))
+            Ok(())
         } else {
             Err(HostAccessError {
                 id: self.id(),
@@ -56,18 +66,61 @@ impl<'p> Held<'p> {
         }
     }
 
+    /// Plane `plane` of the frame the buffer holds, as its metadata describes it (offset, line
+    /// size, rows), checked to lie inside the buffer's memory.
+    fn plane(&self, plane: usize) -> Result<&[u8], AccessError> {
+        let video = self.meta().video;
+        let planes = video.planes();
+        let Some(described) = planes.get(plane) else {
+            return Err(AccessError::NoSuchPlane {
+                id: self.id(),
+                plane,
+                planes: planes.len() as u32,
+            });
+        };
+        self.device_check()?;
+        let len = u64::from(described.stride) * u64::from(described.rows);
+        let outside = AccessError::PlaneOutside {
+            id: self.id(),
+            plane,
+            offset: described.offset,
+            len,
+        };
+        let base = self.pool.addr(self.index) as usize;
+        let start = usize::try_from(described.offset)
+            .ok()
+            .and_then(|offset| base.checked_add(offset))
+            .ok_or(outside)?;
+        let len = usize::try_from(len).map_err(|_| outside)?;
+        let end = start.checked_add(len).ok_or(outside)?;
+        let inside = match self.pool.plane_regions(self.index) {
+            None => end <= base + self.len(),
+            Some(regions) => regions
+                .iter()
+                .any(|&(region, size)| size != 0 && start >= region && end <= region + size),
+        };
+        if !inside {
+            return Err(outside);
+        }
+        // SAFETY: `start..end` lies inside the buffer's host memory (checked above: within the
+        // buffer, or within one of the frame's own allocations), which stays valid while the
+        // buffer is in the pool, as it is while the guard lives; a read guard's holder is the
+        // only one with access to a filled buffer, and nobody writes it.
+        Ok(unsafe { std::slice::from_raw_parts(start as *const u8, len) })
+    }
     /// The bytes the producer filled, for a guard that may only read.
     #[inline]
-    fn filled_bytes(&self) -> Result<&[u8], HostAccessError> {
+    fn filled_bytes(&self) -> Result<&[u8], AccessError> {
         let (addr, len) = self.host_memory()?;
         // A corrupt record cannot make the slice longer than the buffer.
         let used = usize::try_from(self.meta().bytes_used)
             .unwrap_or(usize::MAX)
             .min(len);
-        // SAFETY: the memory is host-accessible (checked) and `len` bytes long at `addr` (the
-        // injector's contract in `BufferMemory`, or checked against the segment on attach); it
-        // stays valid while the buffer is in the pool, which it is while the guard lives; the
-        // guard's reference keeps producers from writing it, and `used <= len`.
+        // SAFETY: the memory is host-accessible and one allocation (checked) and `len` bytes
+        // long at `addr` (the injector's contract in `BufferMemory`, or checked against the
+        // segment on attach); it stays valid while the buffer is in the pool, which it is while
+        // the guard lives; the guard's reference keeps producers from writing it, and
+        // `used <= len`.
         Ok(unsafe { std::slice::from_raw_parts(addr, used) })
     }
 
@@ -172,7 +225,7 @@ impl<'p> WriteGuard<'p> {
 
     /// The whole buffer, for writing. Fails for memory the CPU cannot access.
     #[inline]
-    pub fn as_mut_slice(&mut self) -> Result<&mut [u8], HostAccessError> {
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8], AccessError> {
         let (addr, len) = self.held.host_memory()?;
         // SAFETY: the memory is host-accessible (checked) and `len` bytes long at `addr` (the
         // injector's contract in `BufferMemory`); it stays valid while the buffer is in the pool,
@@ -261,8 +314,15 @@ impl<'p> ReadGuard<'p> {
     /// The bytes the producer filled (`meta().bytes_used()` of them). Fails for memory the CPU
     /// cannot access.
     #[inline]
-    pub fn as_slice(&self) -> Result<&[u8], HostAccessError> {
+    pub fn as_slice(&self) -> Result<&[u8], AccessError> {
         self.held.filled_bytes()
+    }
+
+    /// Plane `plane` of the frame, as the producer described it in the metadata (offset, line
+    /// size, rows), checked to lie inside the buffer's memory. Works for every frame, including
+    /// one whose planes lie in separate allocations (a wrapped decoder frame).
+    pub fn plane(&self, plane: usize) -> Result<&[u8], AccessError> {
+        self.held.plane(plane)
     }
 
     /// The metadata record the producer wrote.
@@ -328,8 +388,15 @@ impl<'p> PortGuard<'p> {
     }
 
     /// The bytes the producer filled. Fails for memory the CPU cannot access.
-    pub fn as_slice(&self) -> Result<&[u8], HostAccessError> {
+    pub fn as_slice(&self) -> Result<&[u8], AccessError> {
         self.held.filled_bytes()
+    }
+
+    /// Plane `plane` of the frame, as the producer described it in the metadata (offset, line
+    /// size, rows), checked to lie inside the buffer's memory. Works for every frame, including
+    /// one whose planes lie in separate allocations (a wrapped decoder frame).
+    pub fn plane(&self, plane: usize) -> Result<&[u8], AccessError> {
+        self.held.plane(plane)
     }
 
     /// The metadata record the producer wrote.

@@ -90,9 +90,9 @@ mod wait;
 pub use self::{
     block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN},
     error::{
-        AcquireError, AttachError, BytesUsedError, Counts, CreatePoolError, Holder, Holders,
-        HostAccessError, InjectError, PortError, Queue, ReceiveError, RedeemError, RemoveError,
-        SegmentError, SegmentNameError, SlotStateName, SubscribeError,
+        AccessError, AcquireError, AttachError, BytesUsedError, Counts, CreatePoolError, Holder,
+        Holders, HostAccessError, InjectError, PortError, Queue, ReceiveError, RedeemError,
+        RemoveError, SegmentError, SegmentNameError, SlotStateName, SubscribeError,
     },
     guard::{PortGuard, ReadGuard, WriteGuard},
     hold::BufferHold,

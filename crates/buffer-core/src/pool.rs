@@ -285,6 +285,9 @@ pub(crate) fn coarse_to_duration(packed: u64) -> Option<Duration> {
     (packed != NOT_RECORDED).then(|| Duration::new(packed >> 32, packed as u32))
 }
 
+/// The allocations of a frame's planes: (start address, length) each, length 0 for none.
+pub(crate) type PlaneRegions = [(usize, usize); crate::MAX_PLANES];
+
 /// The state one process keeps beside a block.
 pub(crate) struct PoolInner {
     block: Block,
@@ -307,6 +310,9 @@ pub(crate) struct PoolInner {
     once: Box<[AtomicBool]>,
     /// How many slots hold one: while 0, releasing costs one load to learn there is none.
     once_count: AtomicUsize,
+    /// For one-time buffers whose planes lie in separate allocations: each plane's allocation
+    /// (start, length; length 0 for none), within which reads of that plane are checked.
+    regions: Mutex<Vec<Option<PlaneRegions>>>,
     /// This process's entry in the block's process table.
     actor: u8,
     record: ProcessRecord,
@@ -561,6 +567,7 @@ impl BufferPool {
             destroyed: AtomicBool::new(false),
             once: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
             once_count: AtomicUsize::new(0),
+            regions: Mutex::new(vec![None; capacity]),
             actor,
             record,
             segment,
@@ -834,6 +841,16 @@ impl BufferPool {
         self.inner.addrs[index as usize].load(Ordering::Acquire)
     }
 
+    /// The plane allocations of slot `index`'s buffer, if it is a frame whose planes lie in
+    /// separate allocations. One load while the pool holds no one-time buffer.
+    #[inline]
+    pub(crate) fn plane_regions(&self, index: u32) -> Option<PlaneRegions> {
+        if self.inner.once_count.load(Ordering::Relaxed) == 0 {
+            return None;
+        }
+        self.inner.regions.lock()[index as usize]
+    }
+
     /// The length of slot `index`'s buffer as this process knows it.
     #[inline]
     pub(crate) fn len_of(&self, index: u32) -> usize {
@@ -1090,6 +1107,7 @@ impl PoolInner {
         slot.set(SlotWord::new(generation, SlotState::Removing).by(self.actor));
         let owner = self.owners.lock()[index as usize].take();
         if self.once[index as usize].swap(false, Ordering::Relaxed) {
+            self.regions.lock()[index as usize] = None;
             self.once_count.fetch_sub(1, Ordering::Relaxed);
         }
         self.addrs[index as usize].store(ptr::null_mut(), Ordering::Release);
@@ -1177,10 +1195,64 @@ impl PoolOwner {
     /// drop(read); // leaves the pool: the boxed slice is freed
     /// assert_eq!(pool.counts().total, 0);
     /// ```
-    pub fn inject_frame(
+    pub fn inject_frame(&self, memory: BufferMemory, meta: FrameMeta) -> Result<(), InjectError> {
+        self.inject_once(memory, meta, None)
+    }
+
+    /// Like [`PoolOwner::inject_frame`], for a frame whose planes lie in separate allocations
+    /// (as FFmpeg's own decoder allocator makes them): `planes` gives each plane's allocation
+    /// (start, length), `owner` keeps them all alive, and `meta` describes each plane with an
+    /// offset from the lowest plane's start. Readers reach the planes with
+    /// [`ReadGuard::plane`], each checked to lie inside its own allocation; the buffer as one
+    /// slice is refused ([`AccessError::Scattered`](crate::AccessError::Scattered)).
+    ///
+    /// # Safety
+    ///
+    /// Each `(start, length)` must be readable host memory that stays valid and unwritten
+    /// until `owner` is dropped, which the pool does when the buffer leaves it.
+    pub unsafe fn inject_scattered_frame(
+        &self,
+        planes: &[(*const u8, usize)],
+        owner: MemoryOwner,
+        meta: FrameMeta,
+    ) -> Result<(), InjectError> {
+        let name = || self.pool.inner.name.clone();
+        let mut regions: PlaneRegions = [(0, 0); crate::MAX_PLANES];
+        if planes.is_empty()
+            || planes.len() > crate::MAX_PLANES
+            || planes
+                .iter()
+                .any(|&(start, len)| start.is_null() || len == 0)
+        {
+            return Err(InjectError::Empty { pool: name() });
+        }
+        for (region, &(start, len)) in regions.iter_mut().zip(planes) {
+            *region = (start as usize, len);
+        }
+        let start = planes
+            .iter()
+            .map(|&(start, _)| start as usize)
+            .min()
+            .unwrap_or(0);
+        let end = planes
+            .iter()
+            .map(|&(start, len)| start as usize + len)
+            .max()
+            .unwrap_or(0);
+        // SAFETY: the span is only recorded (its address and length); every read goes through
+        // `plane`, checked against the regions, which the caller vouches for.
+        let memory = unsafe {
+            BufferMemory::owned(start as *mut u8, end - start, MemoryKind::Host, None, owner)
+        };
+        self.inject_once(memory, meta, Some(regions))
+    }
+
+    /// Adds a one-time buffer (see [`PoolOwner::inject_frame`]).
+    fn inject_once(
         &self,
         memory: BufferMemory,
         mut meta: FrameMeta,
+        regions: Option<PlaneRegions>,
     ) -> Result<(), InjectError> {
         meta.bytes_used = memory.len as u64;
         let inner = &self.pool.inner;
@@ -1204,6 +1276,7 @@ impl PoolOwner {
                 })?;
         let slot = self.pool.block.slot(index);
         slot.set_description(memory.len, memory.kind, memory.ownership(), memory.phys);
+        inner.regions.lock()[index as usize] = regions;
         inner.once[index as usize].store(true, Ordering::Relaxed);
         inner.once_count.fetch_add(1, Ordering::Relaxed);
         self.pool.publish_new_buffer_with(
