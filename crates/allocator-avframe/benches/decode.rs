@@ -1,0 +1,148 @@
+//! Side by side in one run, on the same synthetic clip:
+//!
+//! - decoding with FFmpeg's own frame allocator, against decoding straight into a pool
+//!   (frames/s, interleaved rounds, median), and FFmpeg's allocator followed by the copy into a
+//!   pool buffer that a consumer in another process would need (bytes copied per frame);
+//! - the pool's acquire→release against `av_buffer_pool_get` + `av_buffer_unref` (ns).
+//!
+//! Run: `cargo bench -p allocator-avframe --bench decode`.
+
+// The benchmark drives FFmpeg through sequences of C calls; each block's comment covers its
+// sequence.
+#![allow(clippy::multiple_unsafe_ops_per_block)]
+
+use std::hint::black_box;
+use std::path::Path;
+use std::time::Instant;
+
+use allocator_avframe::{ClipCodec, DecoderOptions, PoolDecoder, ffi as ff, write_clip};
+use buffer_core::{BufferPool, PoolConfig, Wait};
+
+const WIDTH: u32 = 1280;
+const HEIGHT: u32 = 720;
+
+fn median(values: &mut [f64]) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
+
+/// Frames/s decoding `path` with FFmpeg's allocator; with `copy_into`, each picture is also
+/// copied into a buffer of that pool (what a consumer outside the decoder's process needs).
+fn decode_ffmpeg(path: &Path, copy_into: Option<&BufferPool>) -> (f64, u64) {
+    let mut decoder = PoolDecoder::with_ffmpeg_allocator(path, 1).unwrap();
+    let started = Instant::now();
+    let (mut frames, mut copied) = (0u64, 0u64);
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        if let Some(pool) = copy_into {
+            let mut target = pool.acquire_free(Wait::Forever).unwrap();
+            let bytes = target.as_mut_slice().unwrap();
+            let mut at = 0;
+            for plane in 0..3 {
+                let source = frame.plane(plane).unwrap();
+                bytes[at..at + source.len()].copy_from_slice(source);
+                at += source.len();
+                copied += source.len() as u64;
+            }
+            target.submit();
+            drop(pool.acquire_filled(Wait::NoWait).unwrap());
+        }
+        black_box(&frame);
+        frames += 1;
+    }
+    (
+        frames as f64 / started.elapsed().as_secs_f64(),
+        copied / frames.max(1),
+    )
+}
+
+/// Frames/s decoding `path` into `pool`; checks every picture is in pool memory.
+fn decode_pool(path: &Path, pool: &BufferPool) -> f64 {
+    let options = DecoderOptions {
+        threads: 1,
+        ..DecoderOptions::default()
+    };
+    let mut decoder = PoolDecoder::open(path, pool, options).unwrap();
+    let started = Instant::now();
+    let mut frames = 0u64;
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        assert!(frame.planes_within(pool));
+        black_box(&frame);
+        frames += 1;
+    }
+    frames as f64 / started.elapsed().as_secs_f64()
+}
+
+/// Nanoseconds per `av_buffer_pool_get` + `av_buffer_unref`.
+fn av_buffer_pool_cycle(size: usize, rounds: u32) -> f64 {
+    // SAFETY: a pool of `size`-byte buffers made with FFmpeg's default allocator; every buffer
+    // taken is unreferenced; the pool is uninitialised at the end.
+    unsafe {
+        let mut pool = ff::av_buffer_pool_init(size, None);
+        ff::av_buffer_unref(&mut ff::av_buffer_pool_get(pool)); // warm: one buffer allocated
+        let started = Instant::now();
+        for _ in 0..rounds {
+            let mut buf = ff::av_buffer_pool_get(pool);
+            black_box(buf);
+            ff::av_buffer_unref(&mut buf);
+        }
+        let ns = started.elapsed().as_nanos() as f64 / f64::from(rounds);
+        ff::av_buffer_pool_uninit(&mut pool);
+        ns
+    }
+}
+
+/// Nanoseconds per acquire→release of our pool.
+fn bufpool_cycle(pool: &BufferPool, rounds: u32) -> f64 {
+    let started = Instant::now();
+    for _ in 0..rounds {
+        drop(black_box(pool.acquire_free(Wait::NoWait).unwrap()));
+    }
+    started.elapsed().as_nanos() as f64 / f64::from(rounds)
+}
+
+fn main() {
+    let quick = !std::env::args().any(|arg| arg == "--bench");
+    let (frames, rounds) = if quick { (5, 1) } else { (120, 9) };
+    let path = std::env::temp_dir().join(format!("bufpool-bench-{}.avi", std::process::id()));
+    write_clip(&path, ClipCodec::Mpeg4, WIDTH, HEIGHT, frames).unwrap();
+    let info = PoolDecoder::probe(&path).unwrap();
+    let pool =
+        BufferPool::with_heap_buffers(PoolConfig::new("bench"), 8, info.buffer_size).unwrap();
+    println!(
+        "{frames} frames of {WIDTH}x{HEIGHT} MPEG-4, 1 decoder thread, {rounds} interleaved rounds"
+    );
+    let (mut ffmpeg, mut ours, mut copying) = (Vec::new(), Vec::new(), Vec::new());
+    let mut copied = 0;
+    for _ in 0..rounds {
+        ffmpeg.push(decode_ffmpeg(&path, None).0);
+        ours.push(decode_pool(&path, &pool));
+        let (fps, bytes) = decode_ffmpeg(&path, Some(&pool));
+        copying.push(fps);
+        copied = bytes;
+    }
+    let (ffmpeg, ours, copying) = (median(&mut ffmpeg), median(&mut ours), median(&mut copying));
+    println!(
+        "FFmpeg's allocator                    {ffmpeg:8.1} frames/s   0 bytes copied (consumer in the decoder's process only)"
+    );
+    println!(
+        "into the pool (get_buffer2)           {ours:8.1} frames/s   0 bytes copied (any process attached to the pool)"
+    );
+    println!(
+        "FFmpeg's allocator, copied into pool  {copying:8.1} frames/s   {copied} bytes copied per frame"
+    );
+    println!("pool / FFmpeg's allocator: {:.3}", ours / ffmpeg);
+
+    let cycles = if quick { 1000 } else { 2_000_000 };
+    let (mut theirs, mut mine) = (Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        theirs.push(av_buffer_pool_cycle(info.buffer_size, cycles));
+        mine.push(bufpool_cycle(&pool, cycles));
+    }
+    let (theirs, mine) = (median(&mut theirs), median(&mut mine));
+    println!("av_buffer_pool_get + av_buffer_unref  {theirs:6.1} ns");
+    println!(
+        "bufpool acquire_free + release        {mine:6.1} ns   (ratio {:.2})",
+        mine / theirs
+    );
+    std::fs::remove_file(path).unwrap();
+}
