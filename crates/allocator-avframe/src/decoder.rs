@@ -103,6 +103,8 @@ pub struct PoolDecoder {
     counts: Arc<AllocatorCounts>,
     direct: bool,
     draining: bool,
+    /// Pictures output so far.
+    output: u64,
     path: PathBuf,
 }
 
@@ -189,6 +191,7 @@ impl PoolDecoder {
             state,
             direct: false,
             draining: false,
+            output: 0,
             path: path.to_owned(),
         };
         // SAFETY: each call gets valid arguments (owned pointers that `Drop` frees, a
@@ -287,7 +290,9 @@ impl PoolDecoder {
                     ff::av_frame_move_ref(out, self.frame);
                     out
                 };
-                return Ok(Some(DecodedFrame { frame }));
+                let number = self.output;
+                self.output += 1;
+                return Ok(Some(DecodedFrame { frame, number }));
             }
             if received == ff::AVERROR_EOF {
                 return Ok(None);
@@ -473,6 +478,8 @@ unsafe extern "C" fn free_buffer(opaque: *mut c_void, _data: *mut u8) {
 /// queue once the decoder holds none either.
 pub struct DecodedFrame {
     frame: *mut ff::AVFrame,
+    /// Its place in the decoder's output (0 for the first picture).
+    number: u64,
 }
 
 // SAFETY: an `AVFrame` holding reference-counted buffers may be used and freed on any thread;
@@ -489,7 +496,12 @@ impl DecodedFrame {
     /// `frame` must come from `av_frame_alloc`, hold a video picture with reference-counted
     /// buffers, and not be used or freed by anyone else afterwards: the `DecodedFrame` frees it.
     pub unsafe fn from_raw(frame: *mut ff::AVFrame) -> DecodedFrame {
-        DecodedFrame { frame }
+        DecodedFrame { frame, number: 0 }
+    }
+
+    /// The picture's place in its decoder's output: 0 for the first.
+    pub fn number(&self) -> u64 {
+        self.number
     }
 
     pub(crate) fn raw(&self) -> &ff::AVFrame {
@@ -555,8 +567,8 @@ impl DecodedFrame {
     /// Hands the pool buffer holding this picture to fan-out `ports` of `pool` (see
     /// `buffer_core::port`), so that consumers, in this process or others attached to a shared
     /// pool, read the picture in place: the buffer's metadata gets the picture's layout
-    /// ([`format_in`](Self::format_in)), the timestamp as sequence number, and the whole buffer
-    /// as bytes used. The decoder keeps its own reference (it may predict from this picture);
+    /// ([`format_in`](Self::format_in)), its [`number`](Self::number) as sequence number, its
+    /// timestamp, and the whole buffer as bytes used. The decoder keeps its own reference (it may predict from this picture);
     /// the buffer goes back to the free queue when FFmpeg and every subscriber let go.
     ///
     /// `None` if the picture is not in `pool` (a decoder without direct rendering), or was
@@ -583,7 +595,8 @@ impl DecodedFrame {
         // Acquiring counted the whole buffer as used, which covers every plane.
         let meta = hold.meta_mut();
         meta.video = video;
-        meta.sequence = frame.pts.max(0) as u64;
+        meta.sequence = self.number;
+        meta.timestamp_ns = frame.pts;
         Some(hold.publish(ports))
     }
 

@@ -43,6 +43,15 @@ pub struct DemoArgs {
     /// Do not kill a consumer partway through.
     #[arg(long)]
     no_kill: bool,
+    /// A video file to decode into the pool (with the `avframe` feature; without a file, a
+    /// test clip is encoded in-process).
+    #[cfg(feature = "avframe")]
+    #[arg(long)]
+    input: Option<std::path::PathBuf>,
+    /// Draw the synthetic RGBA pattern instead of decoding (with the `avframe` feature).
+    #[cfg(feature = "avframe")]
+    #[arg(long)]
+    pattern: bool,
 }
 
 /// Options of the consumer processes the demo starts (`bufpool demo-consumer`).
@@ -60,6 +69,111 @@ pub struct ConsumerArgs {
     /// Frame height in pixels.
     #[arg(long)]
     height: u32,
+    /// What the frames hold: "rgba" (the synthetic pattern), "test-clip" (decoded test-clip
+    /// frames, every plane checked), or "decoded" (decoded frames of a user's file, checksummed).
+    #[arg(long, default_value = "rgba")]
+    frames: String,
+}
+
+/// Where the producer's frames come from.
+enum Source {
+    /// The synthetic RGBA pattern, drawn into each buffer.
+    Pattern(VideoFormat),
+    /// A clip decoded with FFmpeg straight into the pool.
+    #[cfg(feature = "avframe")]
+    Clip(crate::decoded::Clip),
+}
+
+impl Source {
+    /// The source the build and the arguments ask for.
+    fn new(args: &DemoArgs) -> Result<Source, Box<dyn Error>> {
+        #[cfg(feature = "avframe")]
+        if !args.pattern {
+            return Ok(Source::Clip(crate::decoded::Clip::prepare(
+                args.input.as_deref(),
+                args.frames,
+            )?));
+        }
+        Ok(Source::Pattern(VideoFormat::packed(
+            PixelFormat::RGBA,
+            args.width,
+            args.height,
+            4,
+        )))
+    }
+
+    /// Bytes one buffer needs.
+    fn buffer_bytes(&self) -> Result<usize, Box<dyn Error>> {
+        match self {
+            Source::Pattern(format) => Ok(usize::try_from(format.byte_len())?),
+            #[cfg(feature = "avframe")]
+            Source::Clip(clip) => Ok(clip.info.buffer_size),
+        }
+    }
+
+    /// What the consumers check (`ConsumerArgs::frames`), and the picture size.
+    fn kind(&self) -> (&'static str, u32, u32) {
+        match self {
+            Source::Pattern(format) => ("rgba", format.width, format.height),
+            #[cfg(feature = "avframe")]
+            Source::Clip(clip) => (
+                if clip.synthetic {
+                    "test-clip"
+                } else {
+                    "decoded"
+                },
+                clip.info.width,
+                clip.info.height,
+            ),
+        }
+    }
+
+    /// Puts the next frame into the pool and publishes it; `false` when there is none left.
+    fn publish_next(
+        &mut self,
+        pool: &BufferPool,
+        targets: &[buffer_core::Port],
+        sequence: u64,
+        started: Instant,
+    ) -> Result<bool, Box<dyn Error>> {
+        match self {
+            Source::Pattern(format) => {
+                let mut frame = pool.acquire_free(Wait::Timeout(Duration::from_secs(10)))?;
+                pattern::draw(frame.as_mut_slice()?, format.width, sequence);
+                let meta = frame.meta_mut();
+                meta.sequence = sequence;
+                meta.timestamp_ns = started.elapsed().as_nanos() as i64;
+                meta.video = *format;
+                frame.publish(targets);
+                Ok(true)
+            }
+            #[cfg(feature = "avframe")]
+            Source::Clip(clip) => clip.publish_next(pool, targets),
+        }
+    }
+
+    /// How many frames it will give, when known.
+    fn frames(&self, asked: u64) -> u64 {
+        match self {
+            Source::Pattern(_) => asked,
+            #[cfg(feature = "avframe")]
+            Source::Clip(clip) => clip.frames.unwrap_or(asked),
+        }
+    }
+
+    /// The demo's first line's description of the frames.
+    fn describe(&self, frame_bytes: usize) -> String {
+        match self {
+            Source::Pattern(format) => format!(
+                "{}x{} RGBA frames ({:.1} MiB each) drawn into",
+                format.width,
+                format.height,
+                frame_bytes as f64 / (1 << 20) as f64
+            ),
+            #[cfg(feature = "avframe")]
+            Source::Clip(clip) => clip.describe(),
+        }
+    }
 }
 
 /// A consumer process and what it reported.
@@ -78,8 +192,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
     if args.consumers as usize > buffer_core::MAX_PORTS {
         return Err(format!("--consumers can be at most {}", buffer_core::MAX_PORTS).into());
     }
-    let format = VideoFormat::packed(PixelFormat::RGBA, args.width, args.height, 4);
-    let frame_bytes = usize::try_from(format.byte_len())?;
+    let mut source = Source::new(args)?;
+    let frame_bytes = source.buffer_bytes()?;
     let ports: Vec<String> = (0..args.consumers)
         .map(|i| format!("consumer-{i}"))
         .collect();
@@ -93,17 +207,15 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
         .with_port_depth(args.buffers.next_power_of_two().max(2));
     let pool = BufferPool::create_shared(&segment, config, args.buffers, frame_bytes)?;
     println!(
-        "bufpool demo: {} frames of {}x{} RGBA ({:.1} MiB each) through shared pool '{segment}' of {} buffers, 1 producer process, {} consumer processes",
-        args.frames,
-        args.width,
-        args.height,
-        frame_bytes as f64 / (1 << 20) as f64,
+        "bufpool demo: {} {} shared pool '{segment}' of {} buffers, 1 producer process, {} consumer processes",
+        source.frames(args.frames),
+        source.describe(frame_bytes),
         args.buffers,
         args.consumers
     );
     let mut consumers = ports
         .iter()
-        .map(|port| start_consumer(&segment, port, args))
+        .map(|port| start_consumer(&segment, port, source.kind()))
         .collect::<Result<Vec<_>, _>>()?;
     let targets = ports
         .iter()
@@ -112,8 +224,8 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
 
     let started = Instant::now();
     let deadline = started + Duration::from_secs(args.max_seconds);
-    let progress = progress_bar(args.frames);
-    let kill_at = (!args.no_kill && args.consumers > 1).then_some(args.frames / 2);
+    let progress = progress_bar(source.frames(args.frames));
+    let kill_at = (!args.no_kill && args.consumers > 1).then_some(source.frames(args.frames) / 2);
     let mut produced = 0;
     let mut reclaimed_after_kill = None;
     for sequence in 0..args.frames {
@@ -129,13 +241,9 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
             reclaimed_after_kill = Some(kill_one(&pool, &mut consumers[0])?);
             alloc_count::measure_this_thread();
         }
-        let mut frame = pool.acquire_free(Wait::Timeout(Duration::from_secs(10)))?;
-        pattern::draw(frame.as_mut_slice()?, args.width, sequence);
-        let meta = frame.meta_mut();
-        meta.sequence = sequence;
-        meta.timestamp_ns = started.elapsed().as_nanos() as i64;
-        meta.video = format;
-        frame.publish(&targets);
+        if !source.publish_next(&pool, &targets, sequence, started)? {
+            break;
+        }
         produced += 1;
         if sequence % 16 == 0 && sequence >= WARM_UP_FRAMES {
             alloc_count::stop_measuring_this_thread();
@@ -145,6 +253,7 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
     }
     alloc_count::stop_measuring_this_thread();
     let elapsed = started.elapsed();
+    drop(source); // a decoder lets go of the reference pictures it kept
     pool.close(); // consumers drain their ports, then stop
     progress.finish_and_clear();
     let reports = consumers
@@ -162,12 +271,16 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
     )
 }
 
-fn start_consumer(segment: &str, port: &str, args: &DemoArgs) -> Result<Consumer, Box<dyn Error>> {
+fn start_consumer(
+    segment: &str,
+    port: &str,
+    (frames, width, height): (&str, u32, u32),
+) -> Result<Consumer, Box<dyn Error>> {
     let mut child = Command::new(std::env::current_exe()?)
         .arg("demo-consumer")
-        .args(["--segment", segment, "--port", port])
-        .args(["--width", &args.width.to_string()])
-        .args(["--height", &args.height.to_string()])
+        .args(["--segment", segment, "--port", port, "--frames", frames])
+        .args(["--width", &width.to_string()])
+        .args(["--height", &height.to_string()])
         .stdout(Stdio::piped())
         .spawn()?;
     let mut out = BufReader::new(child.stdout.take().ok_or("no consumer output")?);
@@ -259,10 +372,34 @@ pub fn consume(args: &ConsumerArgs) -> Result<(), Box<dyn Error>> {
             Err(other) => return Err(other.into()),
         };
         let meta = *frame.meta();
-        let bytes = frame.as_slice()?;
-        let ok = meta.video.width == args.width
-            && pattern::spot_check(bytes, args.width, args.height, meta.sequence, SPOT_CHECKS);
-        checksum = checksum.wrapping_add(pattern::checksum(bytes));
+        let (ok, sum) = match args.frames.as_str() {
+            "rgba" => {
+                let bytes = frame.as_slice()?;
+                let ok = meta.video.width == args.width
+                    && pattern::spot_check(
+                        bytes,
+                        args.width,
+                        args.height,
+                        meta.sequence,
+                        SPOT_CHECKS,
+                    );
+                (ok, pattern::checksum(bytes))
+            }
+            kind => {
+                let planes = meta.video.planes().len();
+                let sum = (0..planes).try_fold(0u64, |sum, plane| {
+                    Ok::<_, buffer_core::AccessError>(
+                        sum.wrapping_add(pattern::checksum(frame.plane(plane)?)),
+                    )
+                })?;
+                #[cfg(feature = "avframe")]
+                let ok = kind != "test-clip" || crate::decoded::check_planes(&frame, meta.sequence);
+                #[cfg(not(feature = "avframe"))]
+                let ok = kind == "decoded";
+                (ok && meta.video.width == args.width, sum)
+            }
+        };
+        checksum = checksum.wrapping_add(sum);
         bad += u64::from(!ok);
         frames += 1;
     }

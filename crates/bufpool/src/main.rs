@@ -8,6 +8,8 @@
 //! - `bufpool remove NAME`: removes a shared pool's segment that no live process uses.
 
 mod alloc_count;
+#[cfg(feature = "avframe")]
+mod decoded;
 mod demo;
 mod inspect;
 mod pattern;

@@ -3,9 +3,21 @@
 use std::process::Command;
 
 fn run_demo(args: &[&str]) -> (bool, String, String) {
+    // Built with `avframe`, the demo decodes a clip unless told to draw its pattern.
+    let pattern: &[&str] = if cfg!(feature = "avframe") && !args.contains(&"--decode") {
+        &["--pattern"]
+    } else {
+        &[]
+    };
+    let args: Vec<&str> = args
+        .iter()
+        .copied()
+        .filter(|&arg| arg != "--decode")
+        .collect();
     let output = Command::new(env!("CARGO_BIN_EXE_bufpool"))
         .arg("demo")
-        .args(args)
+        .args(pattern)
+        .args(&args)
         .output()
         .expect("the bufpool binary runs");
     (
@@ -93,4 +105,31 @@ fn bad_arguments_are_refused_with_a_reason() {
     let (ok, _, stderr) = run_demo(&["--consumers", "17"]);
     assert!(!ok);
     assert!(stderr.contains("at most 16"), "{stderr}");
+}
+
+#[cfg(feature = "avframe")]
+#[test]
+fn the_demo_decodes_a_clip_into_shared_memory_for_every_consumer() {
+    let (ok, stdout, stderr) = run_demo(&[
+        "--decode",
+        "--frames",
+        "24",
+        "--consumers",
+        "2",
+        "--no-kill",
+    ]);
+    assert!(ok, "demo failed:\n{stdout}\n{stderr}");
+    assert!(stdout.contains("decoded by FFmpeg"), "{stdout}");
+    assert_eq!(summary_value(&stdout, "frames:"), "24 produced");
+    for consumer in ["consumer-0", "consumer-1"] {
+        assert!(
+            summary_value(&stdout, consumer).starts_with("received 24, failing the check 0"),
+            "{stdout}"
+        );
+    }
+    assert!(summary_value(&stdout, "bytes copied between processes:").starts_with('0'));
+    assert_eq!(
+        summary_value(&stdout, "pool at the end:"),
+        "8 buffers: 8 free, 0 filled, 0 in use"
+    );
 }
