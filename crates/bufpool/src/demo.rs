@@ -253,7 +253,9 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
     }
     alloc_count::stop_measuring_this_thread();
     let elapsed = started.elapsed();
-    drop(source); // a decoder lets go of the reference pictures it kept
+    // A decoder lets go of the reference pictures it kept.
+    #[cfg(feature = "avframe")]
+    drop(source);
     pool.close(); // consumers drain their ports, then stop
     progress.finish_and_clear();
     let reports = consumers
