@@ -17,6 +17,9 @@ pub enum WrapError {
     /// The pool refused the buffer.
     #[error(transparent)]
     Pool(#[from] buffer_core::InjectError),
+    /// The allocator did not create the pool, or no such pool exists.
+    #[error(transparent)]
+    Ownership(#[from] allocator_base::OwnershipError),
 }
 
 impl DecodedFrame {
@@ -82,5 +85,25 @@ impl DecodedFrame {
             None => unsafe { pool.inject_scattered_frame(&planes, Box::new(self), meta)? },
         }
         Ok(())
+    }
+}
+
+impl DecodedFrame {
+    /// [`into_pool`](Self::into_pool) for a pool that `allocator` made (the seed's
+    /// `injectAVFrameToPool`): the frame is freed exactly once, when its reader releases it or
+    /// when the pool is destroyed, by the allocator or with it.
+    pub fn into_allocator_pool(
+        self,
+        allocator: &dyn allocator_base::PoolAllocator,
+        pool: buffer_core::PoolId,
+    ) -> Result<(), WrapError> {
+        let mut frame = Some(self);
+        let mut result = Ok(());
+        allocator.with_owner(pool, &mut |owner| {
+            if let Some(frame) = frame.take() {
+                result = frame.into_pool(owner);
+            }
+        })?;
+        result
     }
 }

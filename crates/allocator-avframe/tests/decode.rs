@@ -149,3 +149,32 @@ fn an_empty_pool_makes_the_decoder_fail_naming_the_holder_and_recover() {
     assert_eq!(pool.counts().free, 3);
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn buffers_too_small_for_the_stream_give_an_error_with_the_size_needed() {
+    let path = clip("small.mkv", ClipCodec::Ffv1);
+    let info = PoolDecoder::probe(&path).unwrap();
+    let pool =
+        BufferPool::with_heap_buffers(PoolConfig::new("small"), 2, info.buffer_size / 2).unwrap();
+    let options = DecoderOptions {
+        threads: 1,
+        ..DecoderOptions::default()
+    };
+    let mut decoder = PoolDecoder::open(&path, &pool, options).unwrap();
+    let err = decoder.next_frame().unwrap_err();
+    assert!(
+        matches!(err, DecodeError::BufferTooSmall { needed, .. } if needed == info.buffer_size),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("at least {} bytes", info.buffer_size))
+    );
+    drop(decoder);
+    assert_eq!(
+        pool.counts().free,
+        2,
+        "the buffer taken for the refused frame went back"
+    );
+    std::fs::remove_file(path).unwrap();
+}

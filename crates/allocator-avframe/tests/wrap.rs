@@ -227,3 +227,45 @@ fn frames_from_ffmpegs_own_allocator_are_wrapped_in_place() {
     assert_eq!(pool.counts().total, 0, "each left the pool when released");
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn a_frame_in_an_allocators_pool_is_freed_once_when_the_allocator_goes_first() {
+    use allocator_base::PoolAllocator;
+    use allocator_normal::{NormalAllocator, NormalBackend};
+    let frees = Arc::new(AtomicUsize::new(0));
+    let allocator = NormalAllocator::new(NormalBackend::default());
+    let pool = allocator
+        .allocate_pool(PoolConfig::new("decoder-frames"), 0, 1)
+        .unwrap();
+    frame(1, &frees)
+        .into_allocator_pool(&allocator, pool)
+        .unwrap();
+    frame(2, &frees)
+        .into_allocator_pool(&allocator, pool)
+        .unwrap();
+    let read = allocator.pool(pool).unwrap();
+    assert_eq!(read.counts().filled, 2);
+    drop(read);
+    drop(allocator);
+    assert_eq!(
+        frees.load(Ordering::SeqCst),
+        2,
+        "destroyed with the allocator, freed once each"
+    );
+
+    let other = NormalAllocator::new(NormalBackend::default());
+    let foreign = other.allocate_pool(PoolConfig::new("other"), 0, 1).unwrap();
+    let mine = NormalAllocator::new(NormalBackend::default());
+    let err = frame(3, &frees)
+        .into_allocator_pool(&mine, foreign)
+        .unwrap_err();
+    assert!(
+        matches!(err, allocator_avframe::WrapError::Ownership(_)),
+        "{err}"
+    );
+    assert_eq!(
+        frees.load(Ordering::SeqCst),
+        3,
+        "a refused frame is freed once"
+    );
+}

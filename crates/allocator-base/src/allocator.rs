@@ -3,7 +3,9 @@
 use std::any::Any;
 use std::sync::Arc;
 
-use buffer_core::{BufferMemory, BufferPool, MemoryKind, PoolConfig, PoolId, Queue, Wait};
+use buffer_core::{
+    BufferMemory, BufferPool, MemoryKind, PoolConfig, PoolId, PoolOwner, Queue, Wait,
+};
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, Created};
@@ -292,6 +294,16 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
 
     fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
         Registry::global().get(pool)
+    }
+
+    fn with_owner(
+        &self,
+        pool: PoolId,
+        f: &mut dyn FnMut(&PoolOwner),
+    ) -> Result<(), OwnershipError> {
+        let owner = Registry::global().owned_by(self.id, pool)?;
+        f(&owner);
+        Ok(())
     }
 
     fn backend_name(&self) -> &'static str {

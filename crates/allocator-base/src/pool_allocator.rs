@@ -2,7 +2,7 @@
 
 use std::any::Any;
 
-use buffer_core::{BufferPool, MemoryKind, PoolConfig, PoolId, Queue, Wait};
+use buffer_core::{BufferPool, MemoryKind, PoolConfig, PoolId, PoolOwner, Queue, Wait};
 
 use crate::error::{
     AllocatePoolError, InjectBufferError, LookupError, OwnershipError, RemoveBufferError,
@@ -106,6 +106,13 @@ pub trait PoolAllocator: Send + Sync + 'static {
 
     /// Temporary access to a registered pool (any allocator's).
     fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError>;
+
+    /// Runs `f` with the creator's handle of `pool`, which this allocator made: for adding
+    /// buffers that are not the backend's, such as a decoder's frames
+    /// ([`PoolOwner::inject_frame`]). The handle is lent, not given: the pool stays this
+    /// allocator's, destroyed with it.
+    fn with_owner(&self, pool: PoolId, f: &mut dyn FnMut(&PoolOwner))
+    -> Result<(), OwnershipError>;
 
     /// The backend's name ("normal", ...).
     fn backend_name(&self) -> &'static str;
