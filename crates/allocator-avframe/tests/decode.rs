@@ -178,3 +178,40 @@ fn buffers_too_small_for_the_stream_give_an_error_with_the_size_needed() {
     );
     std::fs::remove_file(path).unwrap();
 }
+
+#[test]
+fn a_size_change_mid_stream_is_decoded_into_the_same_pool() {
+    // Two MPEG-4 streams of different sizes in MPEG-TS, one file after the other (TS streams
+    // concatenate): the decoder meets a new sequence header halfway and re-initialises with
+    // the new size; the demuxer warns about the timestamp jump.
+    let dir = std::env::temp_dir();
+    let small = dir.join(format!("bufpool-{}-small.ts", std::process::id()));
+    let large = dir.join(format!("bufpool-{}-large.ts", std::process::id()));
+    write_clip(&large, ClipCodec::Mpeg4, WIDTH, HEIGHT, 10).unwrap();
+    write_clip(&small, ClipCodec::Mpeg4, WIDTH / 2, HEIGHT / 2, 10).unwrap();
+    let both = dir.join(format!("bufpool-{}-both.ts", std::process::id()));
+    let mut bytes = std::fs::read(&large).unwrap();
+    bytes.extend(std::fs::read(&small).unwrap());
+    std::fs::write(&both, bytes).unwrap();
+    let pool = pool_for(&large, 8);
+    let options = DecoderOptions {
+        threads: 1,
+        ..DecoderOptions::default()
+    };
+    let mut decoder = PoolDecoder::open(&both, &pool, options).unwrap();
+    let mut sizes = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        assert!(frame.planes_within(&pool));
+        let format = frame.format_in(&pool).unwrap();
+        assert_eq!((format.width, format.height), frame.size());
+        sizes.push(frame.size());
+    }
+    assert_eq!(sizes.len(), 20);
+    assert_eq!(sizes[0], (WIDTH, HEIGHT));
+    assert_eq!(sizes[19], (WIDTH / 2, HEIGHT / 2));
+    drop(decoder);
+    assert_eq!(pool.counts().free, 8);
+    for path in [small, large, both] {
+        std::fs::remove_file(path).unwrap();
+    }
+}
