@@ -16,6 +16,8 @@ pub enum ClipCodec {
     Ffv1,
     /// MPEG-4 part 2: lossy, with predicted frames (the decoder keeps reference frames).
     Mpeg4,
+    /// Raw pictures, whose decoder has no direct rendering (its pictures point into the packets).
+    Raw,
 }
 
 impl ClipCodec {
@@ -23,6 +25,7 @@ impl ClipCodec {
         match self {
             ClipCodec::Ffv1 => ff::AVCodecID::AV_CODEC_ID_FFV1,
             ClipCodec::Mpeg4 => ff::AVCodecID::AV_CODEC_ID_MPEG4,
+            ClipCodec::Raw => ff::AVCodecID::AV_CODEC_ID_RAWVIDEO,
         }
     }
 
@@ -30,6 +33,7 @@ impl ClipCodec {
         match self {
             ClipCodec::Ffv1 => "ffv1",
             ClipCodec::Mpeg4 => "mpeg4",
+            ClipCodec::Raw => "rawvideo",
         }
     }
 }

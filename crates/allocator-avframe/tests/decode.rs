@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use allocator_avframe::{ClipCodec, DecodeError, DecoderOptions, PoolDecoder, pattern, write_clip};
-use buffer_core::{BufferPool, PoolConfig, PoolOwner};
+use buffer_core::{BufferPool, PoolConfig, PoolOwner, Wait};
 
 const WIDTH: u32 = 320;
 const HEIGHT: u32 = 240;
@@ -214,4 +214,32 @@ fn a_size_change_mid_stream_is_decoded_into_the_same_pool() {
     for path in [small, large, both] {
         std::fs::remove_file(path).unwrap();
     }
+}
+
+#[test]
+fn a_decoder_without_direct_rendering_says_so_and_its_frames_are_wrapped() {
+    let path = clip("raw.nut", ClipCodec::Raw);
+    let info = PoolDecoder::probe(&path).unwrap();
+    assert!(!info.direct_rendering, "rawvideo has no direct rendering");
+    let pool = BufferPool::create(PoolConfig::new("wrapped").with_capacity(4)).unwrap();
+    let options = DecoderOptions {
+        threads: 1,
+        ..DecoderOptions::default()
+    };
+    let mut decoder = PoolDecoder::open(&path, &pool, options).unwrap();
+    assert!(!decoder.direct_rendering());
+    let mut frames = 0;
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        assert!(
+            frame.pool_buffer(&pool).is_none(),
+            "not rendered into the pool"
+        );
+        frame.into_pool(&pool).unwrap();
+        let read = pool.acquire_filled(Wait::NoWait).unwrap();
+        assert_eq!(read.plane(0).unwrap()[5], pattern(0, 5, 0, frames));
+        frames += 1;
+    }
+    assert_eq!(frames, FRAMES);
+    assert_eq!(decoder.counts().allocations(), 0);
+    std::fs::remove_file(path).unwrap();
 }
