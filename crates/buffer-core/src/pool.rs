@@ -24,7 +24,7 @@ use crate::port::{DEFAULT_PORT_DEPTH, MAX_PORT_NAME_LEN};
 use crate::process::{Identity, ProcessRecord};
 use crate::region::{REGION_ALIGN, Region};
 use crate::segment::{DEFAULT_SEGMENT_MODE, Segment, SegmentName, mode_is_safe};
-use crate::slot::{NO_OFFSET, Slot, SlotState, SlotWord};
+use crate::slot::{NO_OFFSET, ONE_TIME, Slot, SlotState, SlotWord};
 use crate::wait::{Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
 use crate::{Buffer, BufferId, MemoryKind, Ownership, PoolId};
 
@@ -305,11 +305,6 @@ pub(crate) struct PoolInner {
     owners: Mutex<Vec<Option<MemoryOwner>>>,
     /// Set once the pool is destroyed: buffers then leave the pool as soon as they are released.
     destroyed: AtomicBool,
-    /// Which slots hold a one-time buffer ([`PoolOwner::inject_frame`]), which leaves the pool
-    /// when released instead of going to the free queue.
-    once: Box<[AtomicBool]>,
-    /// How many slots hold one: while 0, releasing costs one load to learn there is none.
-    once_count: AtomicUsize,
     /// For one-time buffers whose planes lie in separate allocations: each plane's allocation
     /// (start, length; length 0 for none), within which reads of that plane are checked.
     regions: Mutex<Vec<Option<PlaneRegions>>>,
@@ -565,8 +560,6 @@ impl BufferPool {
             lens: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
             owners: Mutex::new((0..capacity).map(|_| None).collect()),
             destroyed: AtomicBool::new(false),
-            once: (0..capacity).map(|_| AtomicBool::new(false)).collect(),
-            once_count: AtomicUsize::new(0),
             regions: Mutex::new(vec![None; capacity]),
             actor,
             record,
@@ -842,10 +835,10 @@ impl BufferPool {
     }
 
     /// The plane allocations of slot `index`'s buffer, if it is a frame whose planes lie in
-    /// separate allocations. One load while the pool holds no one-time buffer.
+    /// separate allocations (only one-time buffers are: others cost one load of the slot).
     #[inline]
     pub(crate) fn plane_regions(&self, index: u32) -> Option<PlaneRegions> {
-        if self.inner.once_count.load(Ordering::Relaxed) == 0 {
+        if !self.slot(index).is_one_time() {
             return None;
         }
         self.inner.regions.lock()[index as usize]
@@ -873,14 +866,12 @@ impl BufferPool {
     /// out of the pool.
     #[inline(always)]
     pub(crate) fn release(&self, index: u32, generation: u32) {
-        if self.inner.once_count.load(Ordering::Relaxed) != 0
-            && self.inner.once[index as usize].load(Ordering::Relaxed)
-        {
+        let slot = self.slot(index);
+        if slot.is_one_time() {
             drop(self.inner.take_out(index));
             return;
         }
-        self.slot(index)
-            .set(SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor));
+        slot.set(SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor));
         self.push(Queue::Free, index);
         self.release_if_destroyed();
     }
@@ -1106,9 +1097,9 @@ impl PoolInner {
         let generation = slot.word().generation;
         slot.set(SlotWord::new(generation, SlotState::Removing).by(self.actor));
         let owner = self.owners.lock()[index as usize].take();
-        if self.once[index as usize].swap(false, Ordering::Relaxed) {
+        if slot.is_one_time() {
+            slot.flags.store(0, Ordering::Relaxed);
             self.regions.lock()[index as usize] = None;
-            self.once_count.fetch_sub(1, Ordering::Relaxed);
         }
         self.addrs[index as usize].store(ptr::null_mut(), Ordering::Release);
         self.lens[index as usize].store(0, Ordering::Release);
@@ -1139,27 +1130,7 @@ impl PoolOwner {
     /// pool (whose buffers are part of its segment); the memory's owner is then dropped,
     /// releasing it.
     pub fn inject(&self, memory: BufferMemory, queue: Queue) -> Result<(), InjectError> {
-        let inner = &self.pool.inner;
-        let name = || inner.name.clone();
-        if inner.segment.is_some() {
-            return Err(InjectError::Shared { pool: name() });
-        }
-        if self.pool.is_closed() {
-            return Err(InjectError::Closed { pool: name() });
-        }
-        if memory.is_empty() {
-            return Err(InjectError::Empty { pool: name() });
-        }
-        let (index, generation) =
-            self.pool
-                .block
-                .claim_vacant_slot(self.pool.actor)
-                .ok_or(InjectError::Full {
-                    pool: name(),
-                    capacity: self.pool.capacity(),
-                })?;
-        let slot = self.pool.block.slot(index);
-        slot.set_description(memory.len, memory.kind, memory.ownership(), memory.phys);
+        let (index, generation) = self.claim_slot_for(&memory)?;
         self.pool.publish_new_buffer(
             index,
             generation,
@@ -1172,8 +1143,8 @@ impl PoolOwner {
     }
 
     /// Adds a buffer that already holds a finished frame, described by `meta` (all of the
-    /// buffer counted as used), to the filled queue, for one reader: when its reader releases it, it leaves the pool and its memory's
-    /// owner is dropped (instead of going to the free queue for reuse). The memory is released
+    /// buffer counted as used), to the filled queue, for one reader: when its reader releases it,
+    /// it leaves the pool and its memory's owner is dropped (instead of going to the free queue for reuse). The memory is released
     /// exactly once: then, or when the pool is destroyed, whichever comes first. For frames that
     /// someone else allocated, such as a decoder's (`allocator-avframe` wraps `AVFrame`s so).
     ///
@@ -1255,6 +1226,23 @@ impl PoolOwner {
         regions: Option<PlaneRegions>,
     ) -> Result<(), InjectError> {
         meta.bytes_used = memory.len as u64;
+        let (index, generation) = self.claim_slot_for(&memory)?;
+        let slot = self.pool.block.slot(index);
+        self.pool.inner.regions.lock()[index as usize] = regions;
+        slot.flags.store(ONE_TIME, Ordering::Relaxed);
+        self.pool.publish_new_buffer_with(
+            index,
+            generation,
+            (memory.addr, memory.len, memory.owner),
+            meta,
+            Queue::Filled,
+        );
+        Ok(())
+    }
+
+    /// Checks that the pool takes `memory` (private, open, non-empty memory), claims a vacant
+    /// slot for it and records its description; returns the slot and its generation.
+    fn claim_slot_for(&self, memory: &BufferMemory) -> Result<(u32, u32), InjectError> {
         let inner = &self.pool.inner;
         let name = || inner.name.clone();
         if inner.segment.is_some() {
@@ -1276,17 +1264,7 @@ impl PoolOwner {
                 })?;
         let slot = self.pool.block.slot(index);
         slot.set_description(memory.len, memory.kind, memory.ownership(), memory.phys);
-        inner.regions.lock()[index as usize] = regions;
-        inner.once[index as usize].store(true, Ordering::Relaxed);
-        inner.once_count.fetch_add(1, Ordering::Relaxed);
-        self.pool.publish_new_buffer_with(
-            index,
-            generation,
-            (memory.addr, memory.len, memory.owner),
-            meta,
-            Queue::Filled,
-        );
-        Ok(())
+        Ok((index, generation))
     }
 
     /// Takes one free buffer out of the pool (waiting as `wait` says) and releases its memory

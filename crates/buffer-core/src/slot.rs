@@ -167,6 +167,9 @@ impl SlotWord {
 
 /// Marks "no physical address" in [`Slot::phys_addr`].
 const NO_PHYS: u64 = u64::MAX;
+/// [`Slot::flags`] bit: the buffer leaves the pool when released.
+pub(crate) const ONE_TIME: u32 = 1;
+
 /// Marks process-local memory in [`Slot::data_offset`].
 pub(crate) const NO_OFFSET: u64 = u64::MAX;
 
@@ -192,6 +195,10 @@ pub(crate) struct Slot {
     pub(crate) memory_kind: AtomicU32,
     /// 1 if the pool owns the memory ([`Ownership::Owned`]), 0 if it is external.
     pub(crate) owned: AtomicU32,
+    /// [`ONE_TIME`] for a buffer that leaves the pool when released instead of going to the free
+    /// queue (a wrapped decoder frame). On the slot's first cache line, which releasing writes
+    /// anyway, so that checking it costs releases nothing.
+    pub(crate) flags: AtomicU32,
     /// The producer's record; accessed only by the slot's owner (see the module docs).
     pub(crate) meta: UnsafeCell<FrameMeta>,
 }
@@ -263,6 +270,12 @@ impl Slot {
             .store(u32::from(ownership == Ownership::Owned), Ordering::Relaxed);
         self.phys_addr
             .store(phys.unwrap_or(NO_PHYS), Ordering::Relaxed);
+    }
+
+    /// Whether the buffer leaves the pool when released ([`ONE_TIME`]).
+    #[inline(always)]
+    pub(crate) fn is_one_time(&self) -> bool {
+        self.flags.load(Ordering::Relaxed) & ONE_TIME != 0
     }
 
     /// Records an acquisition at `now` (by the new owner, right after taking the buffer).
