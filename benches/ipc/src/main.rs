@@ -30,8 +30,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => {}
     }
     let round_trips: u64 = args.get(1).map_or(Ok(100_000), |n| n.parse())?;
-    println!("{round_trips} round trips of a {PAYLOAD}-byte payload between two processes, after {WARM_UP} warm-up trips");
-    println!("{:<28} {:>10} {:>10} {:>10} {:>10}", "", "mean", "p50", "p99", "p99.9");
+    println!(
+        "{round_trips} round trips of a {PAYLOAD}-byte payload between two processes, after {WARM_UP} warm-up trips"
+    );
+    println!(
+        "{:<28} {:>10} {:>10} {:>10} {:>10}",
+        "", "mean", "p50", "p99", "p99.9"
+    );
     let busy_ours = bufpool_round_trips(round_trips, false)?;
     report("bufpool, busy-poll", &busy_ours);
     let busy_theirs = iceoryx2_round_trips(round_trips)?;
@@ -46,7 +51,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     Ok(())
 }
 
-fn spawn_echo(kind: &str, name: &str, mode: &str) -> Result<(Child, BufReader<std::process::ChildStdout>), Box<dyn std::error::Error>> {
+fn spawn_echo(
+    kind: &str,
+    name: &str,
+    mode: &str,
+) -> Result<(Child, BufReader<std::process::ChildStdout>), Box<dyn std::error::Error>> {
     let mut child = Command::new(std::env::current_exe()?)
         .args([kind, name, mode])
         .stdout(Stdio::piped())
@@ -68,14 +77,28 @@ fn read_sequence(frame: &[u8]) -> u64 {
     u64::from_le_bytes(frame[..8].try_into().unwrap())
 }
 
-fn bufpool_round_trips(round_trips: u64, blocking: bool) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
+fn bufpool_round_trips(
+    round_trips: u64,
+    blocking: bool,
+) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
     let segment = format!("ipc-bench-{}-{blocking}", std::process::id());
-    let config = PoolConfig::new("ipc").with_capacity(8).with_ports(["ping", "pong"]).with_hold_times(false);
+    let config = PoolConfig::new("ipc")
+        .with_capacity(8)
+        .with_ports(["ping", "pong"])
+        .with_hold_times(false);
     let pool = BufferPool::create_shared(&segment, config, 8, PAYLOAD)?;
     let (ping, pong) = (pool.port("ping")?, pool.port("pong")?);
     let replies = pool.subscribe(pong)?;
-    let (mut child, _out) = spawn_echo("echo-bufpool", &segment, if blocking { "blocking" } else { "busy" })?;
-    let wait = if blocking { Wait::Forever } else { Wait::NoWait };
+    let (mut child, _out) = spawn_echo(
+        "echo-bufpool",
+        &segment,
+        if blocking { "blocking" } else { "busy" },
+    )?;
+    let wait = if blocking {
+        Wait::Forever
+    } else {
+        Wait::NoWait
+    };
     let mut times = Vec::with_capacity(round_trips as usize);
     for sequence in 0..WARM_UP + round_trips {
         let started = Instant::now();
@@ -105,7 +128,11 @@ fn echo_bufpool(segment: &str, blocking: bool) -> Result<(), Box<dyn std::error:
     let requests = pool.subscribe(ping)?;
     println!("ready");
     std::io::stdout().flush()?;
-    let wait = if blocking { Wait::Forever } else { Wait::NoWait };
+    let wait = if blocking {
+        Wait::Forever
+    } else {
+        Wait::NoWait
+    };
     loop {
         let request = match requests.receive(wait) {
             Ok(request) => request,
@@ -122,15 +149,7 @@ fn echo_bufpool(segment: &str, blocking: bool) -> Result<(), Box<dyn std::error:
 
 fn iceoryx2_round_trips(round_trips: u64) -> Result<Vec<Duration>, Box<dyn std::error::Error>> {
     let prefix = format!("ipc-bench-{}", std::process::id());
-    let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let ping = node
-        .service_builder(&format!("{prefix}/ping").as_str().try_into()?)
-        .publish_subscribe::<Frame>()
-        .open_or_create()?;
-    let pong = node
-        .service_builder(&format!("{prefix}/pong").as_str().try_into()?)
-        .publish_subscribe::<Frame>()
-        .open_or_create()?;
+    let (_node, ping, pong) = iceoryx2_services(&prefix)?;
     let publisher = ping.publisher_builder().create()?;
     let subscriber = pong.subscriber_builder().create()?;
     let (mut child, _out) = spawn_echo("echo-iceoryx2", &prefix, "busy")?;
@@ -138,13 +157,7 @@ fn iceoryx2_round_trips(round_trips: u64) -> Result<Vec<Duration>, Box<dyn std::
     let mut times = Vec::with_capacity(round_trips as usize);
     for sequence in 0..WARM_UP + round_trips {
         let started = Instant::now();
-        let mut sample = publisher.loan_uninit()?;
-        // SAFETY: only the first 8 bytes are read by the echo; the payload is plain bytes.
-        let bytes = unsafe { &mut *sample.payload_mut().as_mut_ptr() };
-        write_sequence(bytes, sequence);
-        // SAFETY: as above: the bytes the receiver reads are written.
-        let sample = unsafe { sample.assume_init() };
-        sample.send()?;
+        send_sequence(&publisher, sequence)?;
         let reply = loop {
             if let Some(reply) = subscriber.receive()? {
                 break reply;
@@ -157,42 +170,60 @@ fn iceoryx2_round_trips(round_trips: u64) -> Result<Vec<Duration>, Box<dyn std::
         }
     }
     // A payload with sequence u64::MAX tells the echo to stop.
-    let mut sample = publisher.loan_uninit()?;
-    // SAFETY: as above.
-    write_sequence(unsafe { &mut *sample.payload_mut().as_mut_ptr() }, u64::MAX);
-    // SAFETY: as above.
-    unsafe { sample.assume_init() }.send()?;
+    send_sequence(&publisher, u64::MAX)?;
     child.wait()?;
     Ok(times)
 }
 
 fn echo_iceoryx2(prefix: &str) -> Result<(), Box<dyn std::error::Error>> {
-    let node = NodeBuilder::new().create::<ipc::Service>()?;
-    let ping = node
-        .service_builder(&format!("{prefix}/ping").as_str().try_into()?)
-        .publish_subscribe::<Frame>()
-        .open_or_create()?;
-    let pong = node
-        .service_builder(&format!("{prefix}/pong").as_str().try_into()?)
-        .publish_subscribe::<Frame>()
-        .open_or_create()?;
+    let (_node, ping, pong) = iceoryx2_services(prefix)?;
     let subscriber = ping.subscriber_builder().create()?;
     let publisher = pong.publisher_builder().create()?;
     println!("ready");
     std::io::stdout().flush()?;
     loop {
-        let Some(request) = subscriber.receive()? else { continue };
+        let Some(request) = subscriber.receive()? else {
+            continue;
+        };
         let sequence = read_sequence(&*request);
         drop(request);
         if sequence == u64::MAX {
             return Ok(());
         }
-        let mut sample = publisher.loan_uninit()?;
-        // SAFETY: only the first 8 bytes are read back; the payload is plain bytes.
-        write_sequence(unsafe { &mut *sample.payload_mut().as_mut_ptr() }, sequence);
-        // SAFETY: as above.
-        unsafe { sample.assume_init() }.send()?;
+        send_sequence(&publisher, sequence)?;
     }
+}
+
+type Service =
+    iceoryx2::service::port_factory::publish_subscribe::PortFactory<ipc::Service, Frame, ()>;
+
+/// The node and the "ping" and "pong" services of one run (the node must outlive them).
+fn iceoryx2_services(
+    prefix: &str,
+) -> Result<(Node<ipc::Service>, Service, Service), Box<dyn std::error::Error>> {
+    let node = NodeBuilder::new().create::<ipc::Service>()?;
+    let open = |name: &str| -> Result<Service, Box<dyn std::error::Error>> {
+        Ok(node
+            .service_builder(&format!("{prefix}/{name}").as_str().try_into()?)
+            .publish_subscribe::<Frame>()
+            .open_or_create()?)
+    };
+    let (ping, pong) = (open("ping")?, open("pong")?);
+    Ok((node, ping, pong))
+}
+
+/// Loans a sample, writes `sequence` into its first 8 bytes (all the receiver reads) and sends
+/// it: a 4 KiB payload moved by reference.
+fn send_sequence(
+    publisher: &iceoryx2::port::publisher::Publisher<ipc::Service, Frame, ()>,
+    sequence: u64,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut sample = publisher.loan_uninit()?;
+    // SAFETY: the payload is plain bytes; only its first 8, written here, are ever read.
+    write_sequence(unsafe { &mut *sample.payload_mut().as_mut_ptr() }, sequence);
+    // SAFETY: as above: the bytes the receiver reads are written.
+    unsafe { sample.assume_init() }.send()?;
+    Ok(())
 }
 
 fn percentile(times: &[Duration], p: f64) -> Duration {
