@@ -1,20 +1,28 @@
 //! The fast path (acquire, submit, release, id round trips) allocates nothing: counted with a
-//! global allocator that records every allocation made while a flag is set.
+//! global allocator that records every allocation the test's thread makes while its flag is set.
+//! The flag is per thread: the test harness's main thread allocates when it first blocks waiting
+//! for the test, which under load can happen after the test started counting.
 
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::cell::Cell;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use buffer_core::{BufferPool, PoolConfig, Wait};
 
 struct Counting;
 
-static COUNTING: AtomicBool = AtomicBool::new(false);
+thread_local! {
+    /// Set while the test thread counts (const-initialised without destructor: reading it
+    /// allocates nothing).
+    static COUNTING: Cell<bool> = const { Cell::new(false) };
+}
 static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
 
-// SAFETY: forwards every call to `System` unchanged; counting touches only atomics.
+// SAFETY: forwards every call to `System` unchanged; counting touches only an atomic and a
+// const-initialised thread-local.
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.get() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded with the caller's guarantees.
@@ -22,7 +30,7 @@ unsafe impl GlobalAlloc for Counting {
     }
 
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        if COUNTING.load(Ordering::Relaxed) {
+        if COUNTING.get() {
             ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
         }
         // SAFETY: forwarded with the caller's guarantees.
@@ -42,8 +50,7 @@ static GLOBAL: Counting = Counting;
 fn acquire_submit_release_and_ids_do_not_allocate() {
     const CYCLES: u64 = if cfg!(miri) { 10 } else { 100_000 };
     let pool = BufferPool::with_heap_buffers(PoolConfig::new("hot"), 4, 4096).unwrap();
-    // This is the only test in this binary, so no other thread allocates while counting.
-    COUNTING.store(true, Ordering::SeqCst);
+    COUNTING.set(true);
     for sequence in 0..CYCLES {
         let mut frame = pool.acquire_free(Wait::NoWait).unwrap();
         frame.as_mut_slice().unwrap()[0] = sequence as u8;
@@ -60,7 +67,7 @@ fn acquire_submit_release_and_ids_do_not_allocate() {
     }
     let stats = pool.stats();
     let counts = pool.counts();
-    COUNTING.store(false, Ordering::SeqCst);
+    COUNTING.set(false);
     assert_eq!(
         ALLOCATIONS.load(Ordering::SeqCst),
         0,
