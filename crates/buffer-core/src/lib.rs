@@ -84,6 +84,8 @@ mod shm_safe;
 #[cfg(not(loom))]
 mod slot;
 mod sync;
+#[cfg(not(loom))]
+mod tiered;
 mod wait;
 
 #[cfg(not(loom))]
@@ -109,6 +111,10 @@ pub use self::{
     region::{REGION_ALIGN, Region, RegionError},
     segment::{DEFAULT_SEGMENT_MODE, MAX_SEGMENT_NAME_LEN, SegmentName},
     slot::SlotState,
+    tiered::{
+        ClassStats, CreateTieredError, SizeClass, TieredAcquireError, TieredPool, TieredStats,
+        WhenEmpty,
+    },
     wait::Wait,
 };
 pub use shm_safe::ShmSafe;

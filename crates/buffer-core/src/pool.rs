@@ -654,13 +654,28 @@ impl BufferPool {
     #[inline(always)]
     pub fn acquire_free(&self, wait: Wait) -> Result<WriteGuard<'_>, AcquireError> {
         let (index, generation) = self.take(Queue::Free, wait)?;
+        Ok(self.free_guard(index, generation))
+    }
+
+    /// A free buffer if one is ready, without waiting and without an error to build: the fast
+    /// path of callers that go on elsewhere when the queue is empty (a tiered pool). Returned
+    /// in registers, where a `Result` carrying an [`AcquireError`] goes through memory.
+    #[inline(always)]
+    pub(crate) fn acquire_free_now(&self) -> Option<WriteGuard<'_>> {
+        let (index, generation) = self.try_take(Queue::Free)?;
+        Some(self.free_guard(index, generation))
+    }
+
+    /// The guard of free buffer `index`, just taken: its metadata reset for the new holder.
+    #[inline(always)]
+    fn free_guard(&self, index: u32, generation: u32) -> WriteGuard<'_> {
         let slot = self.block.slot(index);
         let size = self.len_of(index);
         // SAFETY: taking `index` from the free queue made this thread the slot's only owner
         // (slot module docs), so nobody else accesses its metadata.
         unsafe { (*slot.meta.get()).reset(size as u64) };
         self.note_free_level();
-        Ok(WriteGuard::new(self, index, generation))
+        WriteGuard::new(self, index, generation)
     }
 
     /// Takes a buffer from the filled queue, waiting as `wait` says, for a consumer to read.
