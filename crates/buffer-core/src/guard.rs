@@ -298,6 +298,14 @@ impl<'p> ReadGuard<'p> {
         }
     }
 
+    /// Ends the guard without releasing the buffer: its pool, slot and generation, for a new
+    /// owner of the hold.
+    #[cfg_attr(not(feature = "bytes"), allow(dead_code))]
+    pub(crate) fn into_parts(self) -> (&'p BufferPool, u32, u32) {
+        let this = ManuallyDrop::new(self);
+        (this.held.pool, this.held.index, this.held.generation)
+    }
+
     /// The buffer's id while this guard holds it.
     #[inline]
     pub fn id(&self) -> BufferId {

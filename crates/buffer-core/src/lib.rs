@@ -53,6 +53,8 @@
 // loom's atomics cannot live in a mapped block.
 #[cfg(not(loom))]
 mod block;
+#[cfg(all(feature = "bytes", not(loom)))]
+mod bytes_interop;
 #[cfg(not(loom))]
 mod error;
 #[cfg(not(loom))]
