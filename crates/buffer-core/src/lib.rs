@@ -52,6 +52,8 @@
 // Under `--cfg loom` only the concurrency core (queue and waiting) is compiled, for model checking:
 // loom's atomics cannot live in a mapped block.
 #[cfg(not(loom))]
+mod async_acquire;
+#[cfg(not(loom))]
 mod block;
 #[cfg(all(feature = "bytes", not(loom)))]
 mod bytes_interop;
@@ -92,6 +94,7 @@ mod wait;
 
 #[cfg(not(loom))]
 pub use self::{
+    async_acquire::{AcquireFilled, AcquireFree},
     block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN},
     error::{
         AccessError, AcquireError, AttachError, BytesUsedError, Counts, CreatePoolError, Holder,

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
+use crate::async_acquire::AsyncWaiters;
 use crate::block::{
     BUFFER_ALIGN, Block, BlockIdentity, BlockLayout, BlockView, MAX_CATEGORY_LEN, MAX_NAME_LEN,
     Shape, align_up,
@@ -313,6 +314,8 @@ pub(crate) struct PoolInner {
     record: ProcessRecord,
     /// The shared-memory segment's name, for a shared pool.
     segment: Option<SegmentName>,
+    /// Futures of this process waiting for a free buffer (index 0) or a filled one (index 1).
+    async_waiters: [AsyncWaiters; 2],
 }
 
 /// A pool of reusable buffers with a free queue, a filled queue and optional fan-out ports.
@@ -564,6 +567,7 @@ impl BufferPool {
             actor,
             record,
             segment,
+            async_waiters: Default::default(),
         };
         Some(BufferPool {
             block: view,
@@ -668,7 +672,7 @@ impl BufferPool {
 
     /// The guard of free buffer `index`, just taken: its metadata reset for the new holder.
     #[inline(always)]
-    fn free_guard(&self, index: u32, generation: u32) -> WriteGuard<'_> {
+    pub(crate) fn free_guard(&self, index: u32, generation: u32) -> WriteGuard<'_> {
         let slot = self.block.slot(index);
         let size = self.len_of(index);
         // SAFETY: taking `index` from the free queue made this thread the slot's only owner
@@ -676,6 +680,21 @@ impl BufferPool {
         unsafe { (*slot.meta.get()).reset(size as u64) };
         self.note_free_level();
         WriteGuard::new(self, index, generation)
+    }
+
+    /// The block, for the other modules of the crate.
+    pub(crate) fn block(&self) -> BlockView {
+        self.block
+    }
+
+    /// The pool's name, shared (for errors).
+    pub(crate) fn name_arc(&self) -> Arc<str> {
+        self.inner.name.clone()
+    }
+
+    /// This process's async waiters of `queue` (free or filled).
+    pub(crate) fn async_waiters(&self, queue: Queue) -> &AsyncWaiters {
+        &self.inner.async_waiters[usize::from(queue == Queue::Filled)]
     }
 
     /// Takes a buffer from the filled queue, waiting as `wait` says, for a consumer to read.
@@ -701,7 +720,7 @@ impl BufferPool {
 
     /// One attempt at [`BufferPool::take`], without waiting.
     #[inline(always)]
-    fn try_take(&self, queue: Queue) -> Option<(u32, u32)> {
+    pub(crate) fn try_take(&self, queue: Queue) -> Option<(u32, u32)> {
         // A closed pool hands out no free buffers (producers stop) but still its filled ones
         // (consumers drain what was submitted).
         if queue == Queue::Free && self.is_closed() {

@@ -1,0 +1,288 @@
+//! Acquiring without blocking a thread: futures for a free or a filled buffer that work under
+//! any executor (no runtime dependency).
+//!
+//! # How a waiting future is woken
+//!
+//! A future that finds its queue empty registers its task's waker with the pool handle's
+//! per-queue waiter list. Releases may come from any process attached to the pool, so they
+//! cannot call our wakers; instead one *notifier* thread per queue and process, started when
+//! the first future waits, sleeps on the queue's futex word exactly like a blocked
+//! `acquire_free` (see the wait module), and on every wake-up wakes all registered wakers. Each
+//! woken future tries to take a buffer when polled, and registers again if another got it. The
+//! release fast path is unchanged: it wakes a futex sleeper only when one is registered.
+//!
+//! A future never holds a buffer while pending: it takes one only in the poll that returns
+//! it. Dropping a pending future (a timeout of the executor's timer, a `select!` branch not
+//! taken) therefore loses no buffer; it only removes its waker.
+//!
+//! The notifier passes each wake-up on to one other sleeper of the queue (a thread blocked in
+//! `acquire_free`), so that mixing blocking and async waiters on one queue delays neither. It
+//! looks for dead processes' buffers every [`IDLE_SLICE`](crate::wait) as blocked waiters do,
+//! and exits after a short idle time without waiters.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll, Waker};
+use std::time::{Duration, Instant};
+
+use parking_lot::{Condvar, Mutex};
+
+use crate::error::{AcquireError, Queue};
+use crate::guard::{ReadGuard, WriteGuard};
+use crate::pool::BufferPool;
+use crate::sync::futex_wait;
+use crate::wait::{IDLE_SLICE, wake_one};
+
+/// How long a notifier thread lingers without waiters before it exits.
+const NOTIFIER_LINGER: Duration = Duration::from_millis(200);
+
+/// One queue's async waiters in this process.
+#[derive(Default)]
+pub(crate) struct AsyncWaiters {
+    list: Mutex<WaiterList>,
+    registered: Condvar,
+}
+
+#[derive(Default)]
+struct WaiterList {
+    /// Registered wakers by key.
+    wakers: Vec<(u64, Waker)>,
+    next_key: u64,
+    notifier_running: bool,
+}
+
+impl AsyncWaiters {
+    /// Registers (or updates) the waker of the future with `key`; returns its key and whether a
+    /// notifier thread must be started.
+    fn register(&self, key: Option<u64>, waker: &Waker) -> (u64, bool) {
+        let mut list = self.list.lock();
+        let key = key.unwrap_or_else(|| {
+            list.next_key += 1;
+            list.next_key
+        });
+        match list.wakers.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, registered)) => registered.clone_from(waker),
+            None => list.wakers.push((key, waker.clone())),
+        }
+        let start = !list.notifier_running;
+        list.notifier_running = true;
+        drop(list);
+        self.registered.notify_one();
+        (key, start)
+    }
+
+    fn deregister(&self, key: u64) {
+        self.list.lock().wakers.retain(|(k, _)| *k != key);
+    }
+
+    /// Wakes and forgets every registered waker (woken futures register again if they lose).
+    fn wake_all(&self) {
+        let wakers = std::mem::take(&mut self.list.lock().wakers);
+        for (_, waker) in wakers {
+            waker.wake();
+        }
+    }
+
+    /// Waits until a waker is registered; `false` (and the notifier marked stopped) if none
+    /// comes within [`NOTIFIER_LINGER`].
+    fn wait_for_waiters(&self) -> bool {
+        let mut list = self.list.lock();
+        let deadline = Instant::now() + NOTIFIER_LINGER;
+        while list.wakers.is_empty() {
+            if self.registered.wait_until(&mut list, deadline).timed_out() && list.wakers.is_empty()
+            {
+                list.notifier_running = false;
+                return false;
+            }
+        }
+        true
+    }
+}
+
+/// The notifier of `queue` of `pool` (see the module docs).
+fn run_notifier(pool: BufferPool, queue: Queue) {
+    let waiters = pool.async_waiters(queue);
+    let block = pool.block();
+    let (_, word) = block.queue(queue);
+    let mut last_idle = Instant::now();
+    while waiters.wait_for_waiters() {
+        word.waiters.fetch_add(1, Ordering::SeqCst);
+        let seq = word.seq.load(Ordering::SeqCst);
+        let ready = block.queue(queue).0.len() > 0 || pool.is_closed();
+        if !ready {
+            futex_wait(&word.seq, seq, Some(IDLE_SLICE));
+        }
+        word.waiters.fetch_sub(1, Ordering::SeqCst);
+        if last_idle.elapsed() >= IDLE_SLICE {
+            pool.reclaim_dead();
+            last_idle = Instant::now();
+        }
+        waiters.wake_all();
+        if !ready {
+            wake_one(word);
+        }
+    }
+}
+
+/// A future for a buffer of one queue; see [`BufferPool::acquire_free_async`] and
+/// [`BufferPool::acquire_filled_async`].
+struct Acquire<'p> {
+    pool: &'p BufferPool,
+    queue: Queue,
+    /// This future's key in the waiter list, once registered.
+    key: Option<u64>,
+}
+
+impl Acquire<'_> {
+    /// Takes a buffer if one is ready, registering the task's waker if none is; `Err` once the
+    /// queue is closed for good. The slow path: each future tries its queue once before.
+    #[cold]
+    fn poll_take(&mut self, cx: &mut Context<'_>) -> Poll<Result<(u32, u32), AcquireError>> {
+        let attempt = |pool: &BufferPool| match pool.try_take(self.queue) {
+            Some(taken) => Some(Ok(taken)),
+            None if pool.is_closed()
+                && (self.queue == Queue::Free || pool.block().queue(self.queue).0.len() == 0) =>
+            {
+                Some(Err(AcquireError::Closed {
+                    pool: pool.name_arc(),
+                    queue: self.queue,
+                }))
+            }
+            None => None,
+        };
+        if let Some(result) = attempt(self.pool) {
+            return Poll::Ready(result);
+        }
+        let waiters = self.pool.async_waiters(self.queue);
+        let (key, start) = waiters.register(self.key, cx.waker());
+        self.key = Some(key);
+        if start {
+            let (pool, queue) = (self.pool.clone(), self.queue);
+            let spawned = std::thread::Builder::new()
+                .name(format!("bufpool-notify-{}", queue))
+                .spawn(move || run_notifier(pool, queue));
+            if spawned.is_err() {
+                // No thread to wait with: poll again soon rather than never.
+                waiters.list.lock().notifier_running = false;
+                cx.waker().wake_by_ref();
+            }
+        }
+        // Taken again after registering: a buffer released in between is not missed.
+        match attempt(self.pool) {
+            Some(result) => Poll::Ready(result),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl Drop for Acquire<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.pool.async_waiters(self.queue).deregister(key);
+        }
+    }
+}
+
+/// The future of [`BufferPool::acquire_free_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct AcquireFree<'p>(Acquire<'p>);
+
+/// The future of [`BufferPool::acquire_filled_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct AcquireFilled<'p>(Acquire<'p>);
+
+impl<'p> Future for AcquireFree<'p> {
+    type Output = Result<WriteGuard<'p>, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let pool = this.0.pool;
+        // The fast path, as `acquire_free`: a buffer is free at the first poll.
+        if let Some(guard) = pool.acquire_free_now() {
+            return Poll::Ready(Ok(guard));
+        }
+        this.0
+            .poll_take(cx)
+            .map_ok(|(index, generation)| pool.free_guard(index, generation))
+    }
+}
+
+impl<'p> Future for AcquireFilled<'p> {
+    type Output = Result<ReadGuard<'p>, AcquireError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        let pool = this.0.pool;
+        if let Some((index, generation)) = pool.try_take(Queue::Filled) {
+            return Poll::Ready(Ok(ReadGuard::new(pool, index, generation)));
+        }
+        this.0
+            .poll_take(cx)
+            .map_ok(|(index, generation)| ReadGuard::new(pool, index, generation))
+    }
+}
+
+impl std::fmt::Debug for AcquireFree<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireFree")
+            .field("pool", &self.0.pool.name())
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for AcquireFilled<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AcquireFilled")
+            .field("pool", &self.0.pool.name())
+            .finish()
+    }
+}
+
+impl BufferPool {
+    /// A future for a free buffer: ready at once if one is free, otherwise when one is released
+    /// (in any process attached to the pool). Works under any executor; time it out with the
+    /// executor's timer. Dropping the future before it is ready loses no buffer.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("a"), 1, 64).unwrap();
+    /// let held = pool.acquire_free(Wait::NoWait).unwrap();
+    /// let releaser = std::thread::spawn(move || drop(held));
+    /// # // A minimal executor: block the thread on the future.
+    /// # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut future = std::pin::pin!(future);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) { return out; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    /// let frame = block_on(pool.acquire_free_async()).unwrap();
+    /// assert_eq!(frame.len(), 64);
+    /// # releaser.join().unwrap();
+    /// ```
+    pub fn acquire_free_async(&self) -> AcquireFree<'_> {
+        AcquireFree(Acquire {
+            pool: self,
+            queue: Queue::Free,
+            key: None,
+        })
+    }
+
+    /// A future for a filled buffer, as [`acquire_free_async`](Self::acquire_free_async). After
+    /// [`close`](Self::close) it still yields the buffers already submitted, then `Closed`.
+    pub fn acquire_filled_async(&self) -> AcquireFilled<'_> {
+        AcquireFilled(Acquire {
+            pool: self,
+            queue: Queue::Filled,
+            key: None,
+        })
+    }
+}

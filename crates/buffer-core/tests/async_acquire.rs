@@ -1,0 +1,130 @@
+//! Async acquire under tokio: contention, cancellation, timeouts through tokio's timer, and
+//! filled buffers flowing from a blocking producer thread to an async consumer.
+
+mod common;
+
+use std::io::BufReader;
+use std::time::{Duration, Instant};
+
+use buffer_core::{AcquireError, BufferPool, PoolConfig, Wait};
+use common::{read_until, role, spawn, wait_exit};
+
+/// The child's entry point; does nothing when run as a test.
+#[test]
+fn child_entry() {
+    let Some(role) = role() else { return };
+    assert_eq!(role, "holder");
+    let pool = BufferPool::attach(&std::env::var("SEGMENT").unwrap()).unwrap();
+    let held = pool.acquire_free(Wait::NoWait).unwrap();
+    println!("holding");
+    std::thread::sleep(Duration::from_millis(300));
+    drop(held);
+}
+
+#[tokio::test]
+async fn a_release_in_another_process_wakes_an_awaiting_task() {
+    let segment = format!("async-test-{}", std::process::id());
+    let owner =
+        BufferPool::create_shared(&segment, PoolConfig::new("x").with_capacity(1), 1, 64).unwrap();
+    let mut child = spawn("child_entry", "holder", &[("SEGMENT", segment.clone())]);
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    read_until(&mut out, "holding");
+    assert_eq!(owner.counts().free, 0);
+    let started = Instant::now();
+    let frame = tokio::time::timeout(Duration::from_secs(10), owner.acquire_free_async())
+        .await
+        .expect("the other process's release wakes the task")
+        .unwrap();
+    assert!(
+        started.elapsed() >= Duration::from_millis(100),
+        "it waited for the release"
+    );
+    drop(frame);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_tasks_contending_for_few_buffers_all_complete() {
+    const TASKS: u64 = 64;
+    const ROUNDS: u64 = 20;
+    let owner = BufferPool::with_heap_buffers(PoolConfig::new("contended"), 2, 64).unwrap();
+    let pool: BufferPool = (*owner).clone();
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|task| {
+            let pool = pool.clone();
+            tokio::spawn(async move {
+                for round in 0..ROUNDS {
+                    let mut frame = pool.acquire_free_async().await.unwrap();
+                    frame.meta_mut().sequence = task * ROUNDS + round;
+                    tokio::task::yield_now().await;
+                    drop(frame);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        tokio::time::timeout(Duration::from_secs(60), task)
+            .await
+            .expect("every task completes")
+            .unwrap();
+    }
+    assert_eq!(pool.counts().free, 2);
+    assert_eq!(pool.stats().acquisitions, TASKS * ROUNDS);
+    assert_eq!(pool.audit(), Vec::<String>::new());
+}
+
+#[tokio::test]
+async fn a_timeout_fires_and_dropped_futures_lose_no_buffer() {
+    let owner = BufferPool::with_heap_buffers(PoolConfig::new("cancel"), 2, 64).unwrap();
+    let held = owner.acquire_free(Wait::NoWait).unwrap();
+    let other = owner.acquire_free(Wait::NoWait).unwrap();
+    for _ in 0..10 {
+        let waited =
+            tokio::time::timeout(Duration::from_millis(5), owner.acquire_free_async()).await;
+        assert!(waited.is_err(), "no buffer is free: the timer fires");
+    }
+    // A release races with futures being dropped: the buffer stays in the pool.
+    let pending = owner.acquire_free_async();
+    drop(held);
+    drop(pending);
+    drop(other);
+    assert_eq!(owner.counts().free, 2);
+    let both = (
+        owner.acquire_free_async().await.unwrap(),
+        owner.acquire_free_async().await.unwrap(),
+    );
+    drop(both);
+    assert_eq!(owner.audit(), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_async_consumer_reads_what_a_blocking_thread_submits_then_sees_the_close() {
+    const FRAMES: u64 = 500;
+    let owner = BufferPool::with_heap_buffers(PoolConfig::new("filled"), 3, 64).unwrap();
+    let producer_pool: BufferPool = (*owner).clone();
+    let producer = std::thread::spawn(move || {
+        for sequence in 0..FRAMES {
+            let mut frame = producer_pool.acquire_free(Wait::Forever).unwrap();
+            frame.meta_mut().sequence = sequence;
+            frame.submit();
+        }
+        producer_pool.close();
+    });
+    let mut expected = 0;
+    loop {
+        match owner.acquire_filled_async().await {
+            Ok(frame) => {
+                assert_eq!(frame.meta().sequence, expected);
+                expected += 1;
+            }
+            Err(AcquireError::Closed { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    producer.join().unwrap();
+    assert_eq!(expected, FRAMES);
+    assert!(matches!(
+        owner.acquire_free_async().await,
+        Err(AcquireError::Closed { .. })
+    ));
+}
