@@ -250,7 +250,7 @@ impl BufferPool {
     /// use buffer_core::{BufferPool, PoolConfig, Wait};
     ///
     /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("a"), 1, 64).unwrap();
-    /// let held = pool.acquire_free(Wait::NoWait).unwrap();
+    /// let held = pool.acquire_free(Wait::NoWait).unwrap().into_hold(); // 'static
     /// let releaser = std::thread::spawn(move || drop(held));
     /// # // A minimal executor: block the thread on the future.
     /// # fn block_on<F: std::future::Future>(future: F) -> F::Output {
