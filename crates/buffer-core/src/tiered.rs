@@ -23,8 +23,9 @@ use crate::error::{AcquireError, AttachError, CreatePoolError};
 use crate::pool::{BufferPool, PoolConfig, PoolOwner};
 use crate::wait::Wait;
 
-/// What a [`TieredPool`] does when the class fitting a request has no free buffer (see the
-/// [module docs](self)).
+/// What a [`TieredPool`] does when the class fitting a request (the smallest whose buffers hold
+/// the requested size) has no free buffer: wait for that class (memory use stays tight), or
+/// take a buffer of a larger class at once (requests are served sooner, in bigger buffers).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum WhenEmpty {
     /// Wait for a buffer of the fitting class.
@@ -172,7 +173,10 @@ struct ClassCounters {
     failures: AtomicU64,
 }
 
-/// Pools of several buffer sizes behind one `acquire(size)` (see the [module docs](self)).
+/// Pools of several buffer sizes behind one `acquire(size)`: a request goes to the smallest
+/// class that holds it, or, when that class is empty, as the pool's [`WhenEmpty`] says. Each
+/// class is an ordinary [`BufferPool`] (ids, guards, ports and dead-process reclamation as
+/// usual), and a buffer goes back to its own class when released.
 ///
 /// # Examples
 ///
