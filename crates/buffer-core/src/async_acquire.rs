@@ -103,7 +103,7 @@ impl AsyncWaiters {
 /// The notifier of `queue` of `pool` (see the module docs).
 fn run_notifier(pool: BufferPool, queue: Queue) {
     let waiters = pool.async_waiters(queue);
-    let block = pool.block();
+    let block = pool.block;
     let (_, word) = block.queue(queue);
     let mut last_idle = Instant::now();
     while waiters.wait_for_waiters() {
@@ -142,7 +142,7 @@ impl Acquire<'_> {
         let attempt = |pool: &BufferPool| match pool.try_take(self.queue) {
             Some(taken) => Some(Ok(taken)),
             None if pool.is_closed()
-                && (self.queue == Queue::Free || pool.block().queue(self.queue).0.len() == 0) =>
+                && (self.queue == Queue::Free || pool.block.queue(self.queue).0.len() == 0) =>
             {
                 Some(Err(AcquireError::Closed {
                     pool: pool.name_arc(),

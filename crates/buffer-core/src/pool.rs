@@ -682,11 +682,6 @@ impl BufferPool {
         WriteGuard::new(self, index, generation)
     }
 
-    /// The block, for the other modules of the crate.
-    pub(crate) fn block(&self) -> BlockView {
-        self.block
-    }
-
     /// The pool's name, shared (for errors).
     pub(crate) fn name_arc(&self) -> Arc<str> {
         self.inner.name.clone()
