@@ -36,7 +36,7 @@ use crate::wait::WaitWord;
 /// `b"BUFPOOL2"`: marks an initialised block.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"BUFPOOL2");
 /// Version of this layout; bumped on any change to the structures in a block.
-pub(crate) const LAYOUT_VERSION: u32 = 3;
+pub(crate) const LAYOUT_VERSION: u32 = 4;
 /// Longest pool name in bytes.
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest category in bytes.

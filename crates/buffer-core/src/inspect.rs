@@ -8,15 +8,13 @@ use std::time::Duration;
 use crate::error::{Holder, Holders};
 use crate::segment::Segment;
 use crate::slot::SlotState;
-use crate::{BufferPool, SegmentName};
+use crate::{BufferId, BufferPool, MemoryKind, SegmentName};
 
 /// One buffer's state at one moment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BufferInfo {
-    /// Its slot.
-    pub slot: u32,
-    /// The slot's generation.
-    pub generation: u32,
+    /// Its id while in this state (pool, slot, the slot's generation).
+    pub id: BufferId,
     /// What the buffer is doing (`None` for a corrupt state word).
     pub state: Option<SlotState>,
     /// The process holding it (or queueing it), if any.
@@ -29,6 +27,10 @@ pub struct BufferInfo {
     pub ports: Vec<String>,
     /// Its size in bytes.
     pub size: usize,
+    /// What memory it is (`None` for a vacant slot).
+    pub memory: Option<MemoryKind>,
+    /// How long ago it was added to the pool (whole seconds; `None` for a vacant slot).
+    pub age: Option<Duration>,
 }
 
 /// One attached process.
@@ -122,18 +124,22 @@ impl BufferPool {
         Some(self.block.process(actor)?.read()?.pid)
     }
 
-    /// Every buffer's state.
+    /// A snapshot of every slot's buffer, for debugging: id, size, memory kind, state, holder,
+    /// age, and how long its holder has had it.
     ///
     /// # Examples
     ///
     /// ```
-    /// use buffer_core::{BufferPool, PoolConfig, SlotState, Wait};
+    /// use buffer_core::{BufferPool, MemoryKind, PoolConfig, SlotState, Wait};
     ///
     /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("p").with_capacity(2), 2, 64).unwrap();
-    /// let _held = pool.acquire_free(Wait::NoWait).unwrap();
+    /// let held = pool.acquire_free(Wait::NoWait).unwrap();
     /// let buffers = pool.buffers();
+    /// assert_eq!(buffers[0].id, held.id());
     /// assert_eq!(buffers[0].state, Some(SlotState::Writing));
     /// assert_eq!(buffers[0].holder, Some(std::process::id()));
+    /// assert_eq!(buffers[0].memory, Some(MemoryKind::Host));
+    /// assert!(buffers[0].age.unwrap().as_secs() < 60);
     /// assert_eq!(buffers[1].references, 0);
     /// ```
     pub fn buffers(&self) -> Vec<BufferInfo> {
@@ -145,9 +151,9 @@ impl BufferPool {
                 let held = word.is_held();
                 let held_since =
                     crate::pool::coarse_to_duration(slot.acquired_at.load(Ordering::Relaxed));
+                let vacant = word.state == Some(SlotState::Vacant);
                 BufferInfo {
-                    slot: index,
-                    generation: word.generation,
+                    id: BufferId::new(self.id(), index, word.generation),
                     state: word.state,
                     holder: if word.actor != 0 {
                         self.pid_of(word.actor)
@@ -164,6 +170,16 @@ impl BufferPool {
                         .filter_map(|port| self.block.port(port).name().map(str::to_owned))
                         .collect(),
                     size: self.len_of(index),
+                    memory: (!vacant)
+                        .then(|| MemoryKind::from_word(slot.memory_kind.load(Ordering::Relaxed))),
+                    age: (!vacant)
+                        .then(|| {
+                            now.map(|now| {
+                                let added = u64::from(slot.added_at.load(Ordering::Relaxed));
+                                Duration::from_secs(now.as_secs().saturating_sub(added))
+                            })
+                        })
+                        .flatten(),
                 }
             })
             .collect()
@@ -220,7 +236,7 @@ impl BufferPool {
                 ) {
                     pids.push(pid);
                 }
-                let word = self.slot(buffer.slot).word();
+                let word = self.slot(buffer.id.slot).word();
                 pids.extend(
                     ports
                         .iter()

@@ -268,6 +268,29 @@ pub struct Stats {
     pub reclaimed: u64,
 }
 
+impl Stats {
+    /// The share of acquisitions that found a buffer without waiting (0.0 to 1.0): the pool's
+    /// hit rate. A waiting acquisition is a miss, whether it got a buffer in the end or timed
+    /// out. `None` before the first acquisition.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::Stats;
+    ///
+    /// let stats = Stats { acquisitions: 10, waits: 3, timeouts: 1, ..Stats::default() };
+    /// // 8 of 10 acquisitions were immediate; 2 waited and got a buffer, 1 waited and timed out.
+    /// assert_eq!(stats.hit_rate(), Some(8.0 / 11.0));
+    /// assert_eq!(Stats::default().hit_rate(), None);
+    /// ```
+    pub fn hit_rate(&self) -> Option<f64> {
+        let waited_and_got = self.waits.saturating_sub(self.timeouts);
+        let hits = self.acquisitions.saturating_sub(waited_and_got);
+        let attempts = hits + self.waits;
+        (attempts > 0).then(|| hits as f64 / attempts as f64)
+    }
+}
+
 /// `CLOCK_MONOTONIC_COARSE` packed as seconds (high 32 bits) and nanoseconds (low 32 bits): a
 /// vDSO read (no system call, ~4 ms resolution, enough to tell how long a buffer has been held),
 /// with no division on the acquire path.

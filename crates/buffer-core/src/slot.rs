@@ -199,6 +199,9 @@ pub(crate) struct Slot {
     /// queue (a wrapped decoder frame). On the slot's first cache line, which releasing writes
     /// anyway, so that checking it costs releases nothing.
     pub(crate) flags: AtomicU32,
+    /// When the buffer was added to the pool: `CLOCK_MONOTONIC_COARSE` whole seconds (its age in
+    /// diagnostics). Fills the first cache line's last four bytes.
+    pub(crate) added_at: AtomicU32,
     /// The producer's record; accessed only by the slot's owner (see the module docs).
     pub(crate) meta: UnsafeCell<FrameMeta>,
 }
@@ -270,6 +273,8 @@ impl Slot {
             .store(u32::from(ownership == Ownership::Owned), Ordering::Relaxed);
         self.phys_addr
             .store(phys.unwrap_or(NO_PHYS), Ordering::Relaxed);
+        self.added_at
+            .store((crate::pool::coarse_now() >> 32) as u32, Ordering::Relaxed);
     }
 
     /// Whether the buffer leaves the pool when released ([`ONE_TIME`]).
@@ -339,6 +344,8 @@ mod tests {
     fn slot_is_cache_line_aligned() {
         assert_eq!(std::mem::align_of::<Slot>(), 64);
         assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
+        // The control words fill exactly the first cache line.
+        assert_eq!(std::mem::offset_of!(Slot, meta), 64);
     }
 
     #[test]

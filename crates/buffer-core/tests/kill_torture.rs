@@ -126,7 +126,7 @@ fn buffers_of_processes_killed_at_random_moments_all_come_back() {
             assert!(
                 matches!(buffer.state, Some(SlotState::Free | SlotState::Filled)),
                 "round {round} (seed {seed}): buffer {} left {:?} by a dead process",
-                buffer.slot,
+                buffer.id.slot,
                 buffer.state
             );
         }

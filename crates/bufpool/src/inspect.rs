@@ -180,7 +180,7 @@ fn buffer_line(buffer: &BufferInfo) -> String {
         .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
     format!(
         "{:>5} {:<16} {:>10} {:>9} {:>4}  {}",
-        buffer.slot,
+        buffer.id.slot,
         state,
         holder,
         held,
