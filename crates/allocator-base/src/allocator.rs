@@ -8,25 +8,57 @@ use buffer_core::{
 };
 use parking_lot::Mutex;
 
+use crate::accounting::{Ledger, LimitExceeded, MemoryLimit, MemoryStats};
 use crate::backend::{Backend, Created};
 use crate::error::{
-    AllocatePoolError, InjectBufferError, LookupError, OwnershipError, RemoveBufferError,
+    AllocatePoolError, BackendError, InjectBufferError, LookupError, OwnershipError,
+    RemoveBufferError,
 };
 use crate::pool_allocator::PoolAllocator;
 use crate::registry::{AllocatorId, Registry};
 
-/// Releases one backend buffer exactly once: when the pool drops it.
+/// Releases one backend buffer exactly once, when the pool drops it, and counts the release.
 struct BackendOwned<B: Backend> {
     backend: Arc<B>,
     memory: Option<B::Memory>,
+    ledger: Arc<Ledger>,
+    size: u64,
 }
 
 impl<B: Backend> Drop for BackendOwned<B> {
     fn drop(&mut self) {
         if let Some(memory) = self.memory.take() {
             self.backend.release(memory);
+            self.ledger.released(1, self.size);
         }
     }
+}
+
+/// A shared-memory pool's buffers, counted as the allocator's until it destroys the pool.
+struct SharedCharge {
+    ledger: Arc<Ledger>,
+    buffers: u64,
+    bytes: u64,
+}
+
+impl Drop for SharedCharge {
+    fn drop(&mut self) {
+        self.ledger.released(self.buffers, self.bytes);
+    }
+}
+
+/// A pool this allocator created and has not destroyed.
+struct CreatedPool {
+    id: PoolId,
+    /// For a shared-memory pool: its buffers' memory, released from the accounting when the
+    /// pool is destroyed.
+    _charge: Option<SharedCharge>,
+}
+
+/// Why one buffer's memory could not be created.
+enum CreateFailure {
+    Limit(LimitExceeded),
+    Backend(BackendError),
 }
 
 /// Creates pools whose buffers a [`Backend`] makes, and destroys them.
@@ -67,20 +99,62 @@ impl<B: Backend> Drop for BackendOwned<B> {
 pub struct Allocator<B: Backend> {
     id: AllocatorId,
     backend: Arc<B>,
-    pools: Mutex<Vec<PoolId>>,
+    pools: Mutex<Vec<CreatedPool>>,
     /// Whether pools go into named shared-memory segments.
     shared: bool,
+    ledger: Arc<Ledger>,
 }
 
 impl<B: Backend> Allocator<B> {
     /// An allocator using `backend`.
     pub fn new(backend: B) -> Allocator<B> {
+        let id = AllocatorId::next();
+        let ledger = Arc::new(Ledger::new(id, backend.name(), None));
         Allocator {
-            id: AllocatorId::next(),
+            id,
             backend: Arc::new(backend),
             pools: Mutex::new(Vec::new()),
             shared: false,
+            ledger,
         }
+    }
+
+    /// This allocator, holding at most `limit` of memory: creating a pool or a buffer that would
+    /// pass it fails with a [`LimitExceeded`] error and creates nothing; crossing the limit's
+    /// warning threshold logs a `tracing` warning once per crossing. See [`MemoryLimit`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use allocator_base::{AllocatePoolError, Allocator, Backend, Created, MemoryLimit, PoolAllocator};
+    /// use buffer_core::MemoryKind;
+    /// # struct Boxes;
+    /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
+    /// # unsafe impl Backend for Boxes {
+    /// #     type Memory = Box<[u8]>;
+    /// #     type Error = std::convert::Infallible;
+    /// #     fn name(&self) -> &'static str { "boxes" }
+    /// #     fn memory_kind(&self) -> MemoryKind { MemoryKind::Host }
+    /// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
+    /// #         let mut memory = vec![0u8; size].into_boxed_slice();
+    /// #         let addr = memory.as_mut_ptr();
+    /// #         Ok(Created { memory, addr, phys: None })
+    /// #     }
+    /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
+    /// # }
+    ///
+    /// let allocator = Allocator::new(Boxes).with_limit(MemoryLimit::new(64 << 10));
+    /// let frames = allocator.allocate_pool_with_buffers(3, 16 << 10, "frames", "video")?;
+    /// let too_many = allocator.allocate_pool_with_buffers(2, 16 << 10, "more", "video");
+    /// assert!(matches!(too_many, Err(AllocatePoolError::Limit(_))));
+    /// // The first pool is untouched.
+    /// assert_eq!(allocator.pool(frames)?.counts().free, 3);
+    /// assert_eq!(allocator.memory().bytes_current, 48 << 10);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_limit(self, limit: MemoryLimit) -> Allocator<B> {
+        self.ledger.set_limit(Some(limit));
+        self
     }
 
     /// This allocator, making its pools in shared memory: each pool lives in a named segment
@@ -131,11 +205,20 @@ impl<B: Backend> Allocator<B> {
         &self.backend
     }
 
-    fn create_memory(&self, size: usize) -> Result<BufferMemory, crate::BackendError> {
-        let Created { memory, addr, phys } = self.backend.create(size)?;
+    /// Creates one buffer's memory through the backend, within the limit, and counts it.
+    fn create_memory(&self, size: usize) -> Result<BufferMemory, CreateFailure> {
+        let bytes = size as u64;
+        self.ledger.reserve(bytes).map_err(CreateFailure::Limit)?;
+        let Created { memory, addr, phys } = self.backend.create(size).map_err(|err| {
+            self.ledger.cancel(bytes);
+            CreateFailure::Backend(err.into())
+        })?;
+        self.ledger.created(1, bytes);
         let owner = BackendOwned {
             backend: Arc::clone(&self.backend),
             memory: Some(memory),
+            ledger: Arc::clone(&self.ledger),
+            size: bytes,
         };
         debug_assert!(!addr.is_null());
         // SAFETY: the `Backend` contract: `addr` points to `size` bytes of the backend's kind,
@@ -150,6 +233,16 @@ impl<B: Backend> Allocator<B> {
                 Box::new(owner),
             )
         })
+    }
+
+    /// Registers a pool this allocator just created.
+    fn register(&self, owner: PoolOwner, charge: Option<SharedCharge>) -> PoolId {
+        let id = Registry::global().register(self.id, owner);
+        self.pools.lock().push(CreatedPool {
+            id,
+            _charge: charge,
+        });
+        id
     }
 }
 
@@ -179,33 +272,42 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         size: usize,
     ) -> Result<PoolId, AllocatePoolError> {
         config.check_initial_buffers(count, size)?;
+        let bytes = u64::from(count).saturating_mul(size as u64);
+        // Fail before creating anything when the whole pool cannot fit.
+        self.ledger.check(bytes)?;
         if self.shared {
+            self.ledger.reserve(bytes)?;
             let segment = config.name().to_owned();
-            let owner = BufferPool::create_shared(&segment, config, count, size)?;
-            let id = Registry::global().register(self.id, owner);
-            self.pools.lock().push(id);
-            return Ok(id);
+            let owner = BufferPool::create_shared(&segment, config, count, size)
+                .inspect_err(|_| self.ledger.cancel(bytes))?;
+            self.ledger.created(u64::from(count), bytes);
+            let charge = SharedCharge {
+                ledger: Arc::clone(&self.ledger),
+                buffers: u64::from(count),
+                bytes,
+            };
+            return Ok(self.register(owner, Some(charge)));
         }
         let owner = BufferPool::create(config)?;
         for index in 0..count {
-            let memory = self
-                .create_memory(size)
-                .map_err(|source| AllocatePoolError::Backend {
+            // On failure, dropping `owner` releases the buffers created so far.
+            let memory = self.create_memory(size).map_err(|failure| match failure {
+                CreateFailure::Limit(exceeded) => AllocatePoolError::Limit(exceeded),
+                CreateFailure::Backend(source) => AllocatePoolError::Backend {
                     backend: self.backend.name(),
                     name: owner.name().to_owned(),
                     index,
                     count,
                     size,
                     source,
-                })?;
+                },
+            })?;
             // Cannot fail: the pool is new, open, and has room for `count` buffers.
             owner
                 .inject(memory, Queue::Free)
                 .expect("a new pool accepts its initial buffers");
         }
-        let id = Registry::global().register(self.id, owner);
-        self.pools.lock().push(id);
-        Ok(id)
+        Ok(self.register(owner, None))
     }
 
     fn inject_buffer(
@@ -221,13 +323,14 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
             }
             .into());
         }
-        let memory = self
-            .create_memory(size)
-            .map_err(|source| InjectBufferError::Backend {
+        let memory = self.create_memory(size).map_err(|failure| match failure {
+            CreateFailure::Limit(exceeded) => InjectBufferError::Limit(exceeded),
+            CreateFailure::Backend(source) => InjectBufferError::Backend {
                 backend: self.backend.name(),
                 size,
                 source,
-            })?;
+            },
+        })?;
         owner.inject(memory, queue)?;
         Ok(())
     }
@@ -276,7 +379,7 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
 
     fn destroy_pool(&self, pool: PoolId) -> Result<(), OwnershipError> {
         Registry::global().unregister(self.id, pool)?;
-        self.pools.lock().retain(|&id| id != pool);
+        self.pools.lock().retain(|created| created.id != pool);
         Ok(())
     }
 
@@ -284,12 +387,24 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         let pools = std::mem::take(&mut *self.pools.lock());
         for pool in pools {
             // Only this allocator unregisters its pools, so each is still registered.
-            let _ = Registry::global().unregister(self.id, pool);
+            let _ = Registry::global().unregister(self.id, pool.id);
         }
     }
 
     fn pool_ids(&self) -> Vec<PoolId> {
-        self.pools.lock().clone()
+        self.pools.lock().iter().map(|created| created.id).collect()
+    }
+
+    fn memory(&self) -> MemoryStats {
+        self.ledger.snapshot()
+    }
+
+    fn limit(&self) -> Option<MemoryLimit> {
+        self.ledger.limit()
+    }
+
+    fn set_limit(&self, limit: Option<MemoryLimit>) {
+        self.ledger.set_limit(limit);
     }
 
     fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
@@ -331,6 +446,8 @@ impl<B: Backend> std::fmt::Debug for Allocator<B> {
             .field("id", &self.id)
             .field("backend", &self.backend.name())
             .field("shared", &self.shared)
+            .field("limit", &self.limit())
+            .field("memory", &self.memory())
             .field("pools", &self.pool_ids())
             .finish()
     }

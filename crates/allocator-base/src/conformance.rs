@@ -1,9 +1,9 @@
 //! The conformance suite every backend crate runs against its backend.
 //!
 //! [`conformance_tests!`](crate::conformance_tests) expands to one `#[test]` per check; each check
-//! wraps the backend in a [`Counting`] backend that records every create and release (and can be
+//! wraps the backend in a [`DebugBackend`] that records every create and release (and can be
 //! told to fail), so the checks can assert that each buffer is released through the backend
-//! exactly once, whatever the drop order.
+//! exactly once, whatever the drop order, and that the allocator's accounting agrees.
 //!
 //! ```text
 //! // in a backend crate's tests/conformance.rs
@@ -12,142 +12,23 @@
 
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use buffer_core::{AcquireError, Ownership, PoolConfig, Queue, Wait};
-use parking_lot::Mutex;
 
 use crate::{
-    AllocatePoolError, Allocator, Backend, Created, InjectBufferError, OwnershipError,
-    PoolAllocator, Registry, RemoveBufferError,
+    AllocatePoolError, Allocator, Backend, DebugBackend, DebugProbe, InjectBufferError,
+    OwnershipError, PoolAllocator, Registry, RemoveBufferError,
 };
 
 /// Size of the buffers the checks create: not a multiple of any alignment, to catch rounding bugs.
 pub const BUFFER_SIZE: usize = 4096 + 100;
 
-/// What a [`Counting`] backend saw.
-#[derive(Default)]
-pub struct Ledger {
-    creates: AtomicUsize,
-    releases: AtomicUsize,
-    live: Mutex<HashSet<usize>>,
-    /// Fail the create with this 1-based number (0: never).
-    fail_at: AtomicUsize,
-}
-
-impl Ledger {
-    /// Buffers created so far.
-    pub fn creates(&self) -> usize {
-        self.creates.load(Ordering::SeqCst)
-    }
-
-    /// Buffers released so far.
-    pub fn releases(&self) -> usize {
-        self.releases.load(Ordering::SeqCst)
-    }
-
-    /// Buffers created and not yet released.
-    pub fn live(&self) -> usize {
-        self.live.lock().len()
-    }
-
-    /// Makes the `n`-th create from now fail (1 = the next one).
-    pub fn fail_create_in(&self, n: usize) {
-        self.fail_at.store(self.creates() + n, Ordering::SeqCst);
-    }
-}
-
-/// A create failure injected by [`Ledger::fail_create_in`].
-#[derive(Debug, thiserror::Error)]
-#[error("injected failure for create number {0}")]
-pub struct InjectedFailure(usize);
-
-/// Wraps a backend, counting creates and releases and panicking on a double release.
-pub struct Counting<B> {
-    inner: B,
-    ledger: Arc<Ledger>,
-}
-
-impl<B> Counting<B> {
-    /// Wraps `inner`; the returned ledger tells what happened.
-    pub fn new(inner: B) -> (Counting<B>, Arc<Ledger>) {
-        let ledger = Arc::new(Ledger::default());
-        (
-            Counting {
-                inner,
-                ledger: Arc::clone(&ledger),
-            },
-            ledger,
-        )
-    }
-}
-
-/// The failure of a [`Counting`] backend's create: injected, or the wrapped backend's own.
-#[derive(Debug, thiserror::Error)]
-pub enum CountingError<E> {
-    /// Injected by the test.
-    #[error(transparent)]
-    Injected(#[from] InjectedFailure),
-    /// The wrapped backend failed.
-    #[error(transparent)]
-    Inner(E),
-}
-
-// SAFETY: every buffer comes from the wrapped backend, which upholds the contract; the wrapper
-// passes each handle back to it unchanged, exactly once.
-unsafe impl<B: Backend> Backend for Counting<B> {
-    type Memory = (usize, B::Memory);
-    type Error = CountingError<B::Error>;
-
-    fn name(&self) -> &'static str {
-        self.inner.name()
-    }
-
-    fn memory_kind(&self) -> buffer_core::MemoryKind {
-        self.inner.memory_kind()
-    }
-
-    fn alignment(&self) -> usize {
-        self.inner.alignment()
-    }
-
-    fn create(&self, size: usize) -> Result<Created<Self::Memory>, Self::Error> {
-        let number = self.ledger.creates.load(Ordering::SeqCst) + 1;
-        // One-shot: the failed create is not counted, so the next one has the same number.
-        if self
-            .ledger
-            .fail_at
-            .compare_exchange(number, 0, Ordering::SeqCst, Ordering::SeqCst)
-            .is_ok()
-        {
-            return Err(InjectedFailure(number).into());
-        }
-        let created = self.inner.create(size).map_err(CountingError::Inner)?;
-        self.ledger.creates.fetch_add(1, Ordering::SeqCst);
-        assert!(
-            self.ledger.live.lock().insert(created.addr as usize),
-            "backend handed out live memory twice"
-        );
-        Ok(Created {
-            memory: (created.addr as usize, created.memory),
-            addr: created.addr,
-            phys: created.phys,
-        })
-    }
-
-    fn release(&self, (addr, memory): Self::Memory) {
-        assert!(
-            self.ledger.live.lock().remove(&addr),
-            "buffer at {addr:#x} released twice or never created"
-        );
-        self.ledger.releases.fetch_add(1, Ordering::SeqCst);
-        self.inner.release(memory);
-    }
-}
-
-fn counting<B: Backend>(backend: B) -> (Allocator<Counting<B>>, Arc<Ledger>) {
-    let (backend, ledger) = Counting::new(backend);
-    (Allocator::new(backend), ledger)
+/// An allocator over `backend` wrapped in a [`DebugBackend`], and the probe that tells what the
+/// backend saw.
+fn counting<B: Backend>(backend: B) -> (Allocator<DebugBackend<B>>, Arc<DebugProbe>) {
+    let backend = DebugBackend::new(backend);
+    let probe = backend.probe();
+    (Allocator::new(backend), probe)
 }
 
 /// A pool of `count` buffers has them all free, of the right size, kind and alignment, at
@@ -158,7 +39,7 @@ pub fn creates_pools<B: Backend>(backend: B) {
     let id = allocator
         .allocate_pool_with_buffers(4, BUFFER_SIZE, "conformance-create", "test")
         .unwrap();
-    assert_eq!(ledger.creates(), 4);
+    assert_eq!(ledger.created(), 4);
     let pool = allocator.pool(id).unwrap();
     assert_eq!(
         (pool.name(), pool.category()),
@@ -208,7 +89,7 @@ pub fn creates_pools<B: Backend>(backend: B) {
     drop(pool);
     drop(allocator);
     assert_eq!(
-        (ledger.creates(), ledger.releases(), ledger.live()),
+        (ledger.created(), ledger.released(), ledger.live().len()),
         (4, 4, 0)
     );
 }
@@ -234,14 +115,18 @@ pub fn injects_buffers<B: Backend>(backend: B) {
         .inject_buffer(id, BUFFER_SIZE, Queue::Free)
         .unwrap_err();
     assert!(matches!(err, InjectBufferError::Pool(_)), "{err}");
-    assert_eq!(ledger.creates(), 4);
-    assert_eq!(ledger.live(), 3, "the refused buffer was released at once");
+    assert_eq!(ledger.created(), 4);
+    assert_eq!(
+        ledger.live().len(),
+        3,
+        "the refused buffer was released at once"
+    );
     assert!(
         allocator.inject_buffer(id, 0, Queue::Free).is_err(),
         "0 bytes"
     );
     drop(allocator);
-    assert_eq!(ledger.live(), 0);
+    assert_eq!(ledger.live().len(), 0);
 }
 
 /// External memory is used but never released through the backend, and bad external memory
@@ -290,7 +175,7 @@ pub fn wraps_external_memory<B: Backend>(backend: B) {
     allocator.remove_buffer(id, Wait::NoWait).unwrap();
     drop(allocator);
     assert_eq!(
-        (ledger.creates(), ledger.releases()),
+        (ledger.created(), ledger.released()),
         (0, 0),
         "external memory is never released"
     );
@@ -311,7 +196,7 @@ pub fn removes_buffers<B: Backend>(backend: B) {
         .allocate_pool_with_buffers(2, BUFFER_SIZE, "conformance-remove", "test")
         .unwrap();
     allocator.remove_buffer(id, Wait::NoWait).unwrap();
-    assert_eq!(ledger.releases(), 1);
+    assert_eq!(ledger.released(), 1);
     let pool = allocator.pool(id).unwrap();
     let held = pool.acquire_free(Wait::NoWait).unwrap();
     let err = allocator
@@ -321,7 +206,7 @@ pub fn removes_buffers<B: Backend>(backend: B) {
     drop(held);
     allocator.remove_buffer(id, Wait::NoWait).unwrap();
     assert_eq!(
-        (pool.counts().total, ledger.releases(), ledger.live()),
+        (pool.counts().total, ledger.released(), ledger.live().len()),
         (0, 2, 0)
     );
 }
@@ -353,14 +238,18 @@ pub fn destroys_pools<B: Backend>(backend: B) {
             Err(AcquireError::Closed { .. })
         ));
     });
-    assert_eq!(ledger.live(), 2, "the two held buffers stay until released");
+    assert_eq!(
+        ledger.live().len(),
+        2,
+        "the two held buffers stay until released"
+    );
     drop(held);
     assert!(allocator.pool(a).is_err() && allocator.pool(b).is_err());
     assert!(allocator.pool_ids().is_empty());
     assert!(pool_b.is_closed());
     assert_eq!(pool_b.counts().total, 0, "a kept handle sees an empty pool");
     assert_eq!(
-        (ledger.creates(), ledger.releases(), ledger.live()),
+        (ledger.created(), ledger.released(), ledger.live().len()),
         (5, 5, 0)
     );
 }
@@ -377,16 +266,16 @@ pub fn survives_any_drop_order<B: Backend>(backend: B) {
     let mut writer = pool.acquire_free(Wait::NoWait).unwrap();
     let detached = pool.acquire_free(Wait::NoWait).unwrap().into_id();
     drop(allocator); // destroys the pool while a guard and a detached id hold buffers
-    assert_eq!(ledger.live(), 2, "held buffers outlive the allocator");
+    assert_eq!(ledger.live().len(), 2, "held buffers outlive the allocator");
     if host {
         writer.as_mut_slice().unwrap().fill(7); // still valid memory
     }
     writer.submit();
-    assert_eq!(ledger.live(), 1);
+    assert_eq!(ledger.live().len(), 1);
     drop(pool.redeem_write(detached).unwrap());
-    assert_eq!(ledger.live(), 0);
+    assert_eq!(ledger.live().len(), 0);
     drop(pool);
-    assert_eq!((ledger.creates(), ledger.releases()), (3, 3));
+    assert_eq!((ledger.created(), ledger.released()), (3, 3));
 }
 
 /// A backend failure part-way through creating a pool releases what was created and registers
@@ -400,7 +289,7 @@ pub fn cleans_up_after_failures<B: Backend>(backend: B) {
             .into_iter()
             .any(|id| registry.get(id).is_ok_and(|p| p.name() == name))
     };
-    ledger.fail_create_in(3);
+    ledger.fail_after(2, 1);
     let err = allocator
         .allocate_pool_with_buffers(5, BUFFER_SIZE, "conformance-fail", "test")
         .unwrap_err();
@@ -417,7 +306,7 @@ pub fn cleans_up_after_failures<B: Backend>(backend: B) {
     );
     assert!(err.to_string().contains("conformance-fail"), "{err}");
     assert_eq!(
-        (ledger.creates(), ledger.live()),
+        (ledger.created(), ledger.live().len()),
         (2, 0),
         "created buffers were released"
     );
@@ -427,14 +316,14 @@ pub fn cleans_up_after_failures<B: Backend>(backend: B) {
     let id = allocator
         .allocate_pool_with_buffers(1, BUFFER_SIZE, "conformance-fail", "test")
         .unwrap();
-    ledger.fail_create_in(1);
+    ledger.fail_after(0, 1);
     let err = allocator
         .inject_buffer(id, BUFFER_SIZE, Queue::Free)
         .unwrap_err();
     assert!(matches!(err, InjectBufferError::Backend { .. }), "{err}");
     assert_eq!(allocator.pool(id).unwrap().counts().total, 1);
     drop(allocator);
-    assert_eq!(ledger.live(), 0);
+    assert_eq!(ledger.live().len(), 0);
 }
 
 /// Only the allocator that created a pool may change or destroy it.
@@ -459,12 +348,91 @@ pub fn guards_pool_ownership<B: Backend>(make: impl Fn() -> B) {
         creator.pool(id).is_ok(),
         "another allocator's drop left the pool alone"
     );
-    assert_eq!(other_ledger.creates(), 0);
+    assert_eq!(other_ledger.created(), 0);
     creator.destroy_pool(id).unwrap();
     assert!(matches!(
         creator.destroy_pool(id),
         Err(OwnershipError::Unknown(_))
     ));
+}
+
+/// The allocator's accounting agrees with what the backend did: creations, releases, bytes and
+/// peaks, including a held buffer released after its pool is destroyed.
+pub fn accounts_for_every_buffer<B: Backend>(backend: B) {
+    let (allocator, probe) = counting(backend);
+    let size = BUFFER_SIZE as u64;
+    let id = allocator
+        .allocate_pool_with_buffers(3, BUFFER_SIZE, "conformance-accounting", "test")
+        .unwrap();
+    allocator
+        .inject_buffer(id, BUFFER_SIZE, Queue::Free)
+        .unwrap();
+    allocator.remove_buffer(id, Wait::NoWait).unwrap();
+    let memory = allocator.memory();
+    assert_eq!(
+        (
+            memory.allocations,
+            memory.releases,
+            memory.buffers_current,
+            memory.buffers_peak
+        ),
+        (4, 1, 3, 4)
+    );
+    assert_eq!(
+        (
+            memory.bytes_allocated,
+            memory.bytes_current,
+            memory.bytes_peak
+        ),
+        (4 * size, 3 * size, 4 * size)
+    );
+    assert_eq!((probe.created(), probe.released()), (4, 1));
+    let pool = allocator.pool(id).unwrap();
+    let held = pool.acquire_free(Wait::NoWait).unwrap();
+    allocator.destroy_pools();
+    assert_eq!(
+        (
+            allocator.memory().buffers_current,
+            allocator.memory().bytes_current
+        ),
+        (1, size),
+        "the held buffer stays counted until it is released"
+    );
+    drop(held);
+    let memory = allocator.memory();
+    assert_eq!((memory.buffers_current, memory.bytes_current), (0, 0));
+    assert_eq!(memory.releases, probe.released());
+    assert!(probe.live().is_empty());
+}
+
+/// A memory limit refuses pools and buffers that would pass it before the backend creates
+/// anything, and leaves earlier pools as they were.
+pub fn respects_the_memory_limit<B: Backend>(backend: B) {
+    let (allocator, probe) = counting(backend);
+    let allocator = allocator.with_limit(crate::MemoryLimit::new(5 * BUFFER_SIZE as u64 / 2));
+    let first = allocator
+        .allocate_pool_with_buffers(2, BUFFER_SIZE, "conformance-limit", "test")
+        .unwrap();
+    match allocator.allocate_pool_with_buffers(1, BUFFER_SIZE, "conformance-over", "test") {
+        Err(AllocatePoolError::Limit(exceeded)) => {
+            assert_eq!(exceeded.current, 2 * BUFFER_SIZE as u64);
+            assert_eq!(exceeded.requested, BUFFER_SIZE as u64);
+        }
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+    match allocator.inject_buffer(first, BUFFER_SIZE, Queue::Free) {
+        Err(InjectBufferError::Limit(_)) => {}
+        other => panic!("expected a limit error, got {other:?}"),
+    }
+    assert_eq!(probe.created(), 2, "nothing was created past the limit");
+    assert_eq!(allocator.pool_ids(), vec![first]);
+    assert_eq!(allocator.pool(first).unwrap().counts().free, 2);
+    // Room again once memory is released.
+    allocator.remove_buffer(first, Wait::NoWait).unwrap();
+    allocator
+        .inject_buffer(first, BUFFER_SIZE, Queue::Free)
+        .unwrap();
+    assert_eq!(allocator.memory().bytes_current, 2 * BUFFER_SIZE as u64);
 }
 
 /// Expands to one `#[test]` per conformance check, each given a fresh backend from `$make`.
@@ -503,6 +471,14 @@ macro_rules! conformance_tests {
             #[test]
             fn cleans_up_after_failures() {
                 check::cleans_up_after_failures($make);
+            }
+            #[test]
+            fn accounts_for_every_buffer() {
+                check::accounts_for_every_buffer($make);
+            }
+            #[test]
+            fn respects_the_memory_limit() {
+                check::respects_the_memory_limit($make);
             }
             #[test]
             fn guards_pool_ownership() {

@@ -2,7 +2,7 @@
 
 use buffer_core::{CreatePoolError, InjectError, PoolId, RemoveError};
 
-use crate::AllocatorId;
+use crate::{AllocatorId, LimitExceeded};
 
 /// A boxed backend error.
 pub type BackendError = Box<dyn std::error::Error + Send + Sync>;
@@ -102,6 +102,9 @@ pub enum AllocatePoolError {
     /// The pool itself could not be created.
     #[error(transparent)]
     Pool(#[from] CreatePoolError),
+    /// The pool's buffers would take the allocator past its memory limit.
+    #[error(transparent)]
+    Limit(#[from] LimitExceeded),
     /// The backend could not create one of the buffers.
     #[error(
         "{backend} backend could not create buffer {index} of {count} ({size} bytes) for pool '{name}': {source}"
@@ -156,6 +159,9 @@ pub enum InjectBufferError {
     /// The pool is unknown or belongs to another allocator.
     #[error(transparent)]
     Ownership(#[from] OwnershipError),
+    /// The buffer would take the allocator past its memory limit.
+    #[error(transparent)]
+    Limit(LimitExceeded),
     /// The backend could not create the buffer.
     #[error("{backend} backend could not create a {size}-byte buffer: {source}")]
     Backend {

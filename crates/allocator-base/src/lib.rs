@@ -17,6 +17,11 @@
 //!   is released through its backend exactly once, whatever order things are dropped in.
 //! - [`Registry`]: the process-wide owner of pools; users get temporary access by id, and only
 //!   the allocator that created a pool may change or destroy it.
+//! - Accounting: every allocator counts what its backend created and released
+//!   ([`PoolAllocator::memory`], [`process_memory`] for the whole process), and may have a
+//!   [`MemoryLimit`] with a warning threshold logged through `tracing`.
+//! - [`DebugBackend`]: wraps any backend to log every create and release, keep the live
+//!   buffers, and inject failures in tests.
 //! - `conformance` (feature `conformance`): the suite every backend crate runs.
 //!
 //! # Examples
@@ -49,8 +54,10 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+mod accounting;
 mod allocator;
 mod backend;
+mod debug_backend;
 mod error;
 mod pool_allocator;
 mod registry;
@@ -58,8 +65,10 @@ mod registry;
 #[cfg(feature = "conformance")]
 pub mod conformance;
 
+pub use accounting::{ByteCount, LimitExceeded, MemoryLimit, MemoryStats, process_memory};
 pub use allocator::Allocator;
 pub use backend::{Backend, Created};
+pub use debug_backend::{DebugBackend, DebugError, DebugMemory, DebugProbe, LiveBuffer};
 pub use error::{
     AllocatePoolError, BackendError, InjectBufferError, LookupError, OwnershipError,
     RemoveBufferError,

@@ -4,6 +4,7 @@ use std::any::Any;
 
 use buffer_core::{BufferPool, MemoryKind, PoolConfig, PoolId, PoolOwner, Queue, Wait};
 
+use crate::accounting::{MemoryLimit, MemoryStats};
 use crate::error::{
     AllocatePoolError, InjectBufferError, LookupError, OwnershipError, RemoveBufferError,
 };
@@ -103,6 +104,19 @@ pub trait PoolAllocator: Send + Sync + 'static {
 
     /// Ids of the pools this allocator created and has not destroyed.
     fn pool_ids(&self) -> Vec<PoolId>;
+
+    /// What this allocator's backend created and has not released, with totals and peaks (see
+    /// [`MemoryStats`]). [`process_memory`](crate::process_memory) gives the same for every
+    /// allocator of the process together; each pool's hit rate is in its
+    /// [`stats`](BufferPool::stats).
+    fn memory(&self) -> MemoryStats;
+
+    /// The memory limit, if any.
+    fn limit(&self) -> Option<MemoryLimit>;
+
+    /// Sets or removes the memory limit. Memory already held stays, even above a lower limit;
+    /// only later creations are refused.
+    fn set_limit(&self, limit: Option<MemoryLimit>);
 
     /// Temporary access to a registered pool (any allocator's).
     fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError>;

@@ -29,7 +29,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::str::FromStr;
 
-pub use allocator_base::{PoolAllocator, Registry};
+pub use allocator_base::{MemoryLimit, MemoryStats, PoolAllocator, Registry, process_memory};
 use allocator_normal::{AlignmentError, DEFAULT_ALIGNMENT, NormalAllocator, NormalBackend};
 
 /// Which backend an allocator uses.
@@ -133,19 +133,26 @@ impl FromStr for AllocatorType {
 /// ```
 /// use allocator_facade::{create_with_config, AllocatorConfig, AllocatorType};
 ///
-/// let config = AllocatorConfig::default().with_alignment(4096);
+/// use allocator_facade::MemoryLimit;
+///
+/// let config = AllocatorConfig::default()
+///     .with_alignment(4096)
+///     .with_memory_limit(MemoryLimit::new(256 << 20));
 /// let facade = create_with_config(AllocatorType::Normal, &config).unwrap();
 /// assert_eq!(facade.kind(), AllocatorType::Normal);
+/// assert_eq!(facade.limit(), Some(MemoryLimit::new(256 << 20)));
 /// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AllocatorConfig {
     alignment: usize,
+    limit: Option<MemoryLimit>,
 }
 
 impl Default for AllocatorConfig {
     fn default() -> AllocatorConfig {
         AllocatorConfig {
             alignment: DEFAULT_ALIGNMENT,
+            limit: None,
         }
     }
 }
@@ -160,6 +167,17 @@ impl AllocatorConfig {
     /// The alignment set.
     pub fn alignment(&self) -> usize {
         self.alignment
+    }
+
+    /// Limits the memory the allocator may hold (none by default): see [`MemoryLimit`].
+    pub fn with_memory_limit(mut self, limit: MemoryLimit) -> AllocatorConfig {
+        self.limit = Some(limit);
+        self
+    }
+
+    /// The memory limit set, if any.
+    pub fn memory_limit(&self) -> Option<MemoryLimit> {
+        self.limit
     }
 }
 
@@ -258,6 +276,7 @@ pub fn create_with_config(
                 .in_shared_memory(),
         ),
     };
+    allocator.set_limit(config.limit);
     Ok(AllocatorFacade { kind, allocator })
 }
 
