@@ -1,12 +1,12 @@
-//! Acquiring without blocking a thread: futures for a free or a filled buffer that work under
-//! any executor (no runtime dependency).
+//! Acquiring without blocking a thread: futures for a free or a filled buffer, and for a port's
+//! next buffer, that work under any executor (no runtime dependency).
 //!
 //! # How a waiting future is woken
 //!
-//! A future that finds its queue empty registers its task's waker with the pool handle's
-//! per-queue waiter list. Releases may come from any process attached to the pool, so they
-//! cannot call our wakers; instead one *notifier* thread per queue and process, started when
-//! the first future waits, sleeps on the queue's futex word exactly like a blocked
+//! A future that finds its queue (or port) empty registers its task's waker with the pool
+//! handle's waiter list of that queue. Releases may come from any process attached to the pool,
+//! so they cannot call our wakers; instead one *notifier* thread per queue and process, started
+//! when the first future waits, sleeps on the queue's futex word exactly like a blocked
 //! `acquire_free` (see the wait module), and on every wake-up wakes all registered wakers. Each
 //! woken future tries to take a buffer when polled, and registers again if another got it. The
 //! release fast path is unchanged: it wakes a futex sleeper only when one is registered.
@@ -32,7 +32,43 @@ use crate::error::{AcquireError, Queue};
 use crate::guard::{ReadGuard, WriteGuard};
 use crate::pool::BufferPool;
 use crate::sync::futex_wait;
-use crate::wait::{IDLE_SLICE, wake_one};
+use crate::wait::{IDLE_SLICE, WaitWord, wake_one};
+
+/// What a future waits on: one of the pool's queues, or a port (by index).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitSource {
+    Queue(Queue),
+    Port(u8),
+}
+
+impl std::fmt::Display for WaitSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WaitSource::Queue(queue) => write!(f, "{queue}"),
+            WaitSource::Port(port) => write!(f, "port{port}"),
+        }
+    }
+}
+
+impl BufferPool {
+    /// The futex word that releases to `source` bump.
+    fn wait_word(&self, source: WaitSource) -> &WaitWord {
+        match source {
+            WaitSource::Queue(queue) => self.block.queue(queue).1,
+            WaitSource::Port(port) => &self.block.port(usize::from(port)).wait,
+        }
+    }
+
+    /// Whether a future waiting on `source` should try again: it has buffers, or the pool is
+    /// closed.
+    fn has_buffers_or_closed(&self, source: WaitSource) -> bool {
+        self.is_closed()
+            || match source {
+                WaitSource::Queue(queue) => self.block.queue(queue).0.len() > 0,
+                WaitSource::Port(port) => self.block.port_queue(usize::from(port)).has_claimed(),
+            }
+    }
+}
 
 /// How long a notifier thread lingers without waiters before it exits.
 const NOTIFIER_LINGER: Duration = Duration::from_millis(200);
@@ -100,16 +136,15 @@ impl AsyncWaiters {
     }
 }
 
-/// The notifier of `queue` of `pool` (see the module docs).
-fn run_notifier(pool: BufferPool, queue: Queue) {
-    let waiters = pool.async_waiters(queue);
-    let block = pool.block;
-    let (_, word) = block.queue(queue);
+/// The notifier of `source` of `pool` (see the module docs).
+fn run_notifier(pool: BufferPool, source: WaitSource) {
+    let waiters = pool.async_waiters(source);
+    let word = pool.wait_word(source);
     let mut last_idle = Instant::now();
     while waiters.wait_for_waiters() {
         word.waiters.fetch_add(1, Ordering::SeqCst);
         let seq = word.seq.load(Ordering::SeqCst);
-        let ready = block.queue(queue).0.len() > 0 || pool.is_closed();
+        let ready = pool.has_buffers_or_closed(source);
         if !ready {
             futex_wait(&word.seq, seq, Some(IDLE_SLICE));
         }
@@ -125,13 +160,59 @@ fn run_notifier(pool: BufferPool, queue: Queue) {
     }
 }
 
+/// A pending future's place in the waiter list of its source; leaves it when dropped.
+pub(crate) struct Registration<'p> {
+    pool: &'p BufferPool,
+    source: WaitSource,
+    /// The key in the waiter list, once registered.
+    key: Option<u64>,
+}
+
+impl<'p> Registration<'p> {
+    pub(crate) fn new(pool: &'p BufferPool, source: WaitSource) -> Registration<'p> {
+        Registration {
+            pool,
+            source,
+            key: None,
+        }
+    }
+
+    /// Registers the task's waker, starting the source's notifier if none runs. The caller
+    /// tries its source once more afterwards, so that a buffer released in between is not
+    /// missed.
+    #[cold]
+    pub(crate) fn register(&mut self, cx: &mut Context<'_>) {
+        let waiters = self.pool.async_waiters(self.source);
+        let (key, start) = waiters.register(self.key, cx.waker());
+        self.key = Some(key);
+        if start {
+            let (pool, source) = (self.pool.clone(), self.source);
+            let spawned = std::thread::Builder::new()
+                .name(format!("bufpool-notify-{source}"))
+                .spawn(move || run_notifier(pool, source));
+            if spawned.is_err() {
+                // No thread to wait with: poll again soon rather than never.
+                waiters.list.lock().notifier_running = false;
+                cx.waker().wake_by_ref();
+            }
+        }
+    }
+}
+
+impl Drop for Registration<'_> {
+    fn drop(&mut self) {
+        if let Some(key) = self.key {
+            self.pool.async_waiters(self.source).deregister(key);
+        }
+    }
+}
+
 /// A future for a buffer of one queue; see [`BufferPool::acquire_free_async`] and
 /// [`BufferPool::acquire_filled_async`].
 struct Acquire<'p> {
     pool: &'p BufferPool,
     queue: Queue,
-    /// This future's key in the waiter list, once registered.
-    key: Option<u64>,
+    registration: Registration<'p>,
 }
 
 impl Acquire<'_> {
@@ -154,21 +235,7 @@ impl Acquire<'_> {
         if let Some(result) = attempt(self.pool) {
             return Poll::Ready(result);
         }
-        let waiters = self.pool.async_waiters(self.queue);
-        let (key, start) = waiters.register(self.key, cx.waker());
-        self.key = Some(key);
-        if start {
-            let (pool, queue) = (self.pool.clone(), self.queue);
-            let spawned = std::thread::Builder::new()
-                .name(format!("bufpool-notify-{}", queue))
-                .spawn(move || run_notifier(pool, queue));
-            if spawned.is_err() {
-                // No thread to wait with: poll again soon rather than never.
-                waiters.list.lock().notifier_running = false;
-                cx.waker().wake_by_ref();
-            }
-        }
-        // Taken again after registering: a buffer released in between is not missed.
+        self.registration.register(cx);
         match attempt(self.pool) {
             Some(result) => Poll::Ready(result),
             None => Poll::Pending,
@@ -176,10 +243,12 @@ impl Acquire<'_> {
     }
 }
 
-impl Drop for Acquire<'_> {
-    fn drop(&mut self) {
-        if let Some(key) = self.key {
-            self.pool.async_waiters(self.queue).deregister(key);
+impl<'p> Acquire<'p> {
+    fn new(pool: &'p BufferPool, queue: Queue) -> Acquire<'p> {
+        Acquire {
+            pool,
+            queue,
+            registration: Registration::new(pool, WaitSource::Queue(queue)),
         }
     }
 }
@@ -269,20 +338,12 @@ impl BufferPool {
     /// # releaser.join().unwrap();
     /// ```
     pub fn acquire_free_async(&self) -> AcquireFree<'_> {
-        AcquireFree(Acquire {
-            pool: self,
-            queue: Queue::Free,
-            key: None,
-        })
+        AcquireFree(Acquire::new(self, Queue::Free))
     }
 
     /// A future for a filled buffer, as [`acquire_free_async`](Self::acquire_free_async). After
     /// [`close`](Self::close) it still yields the buffers already submitted, then `Closed`.
     pub fn acquire_filled_async(&self) -> AcquireFilled<'_> {
-        AcquireFilled(Acquire {
-            pool: self,
-            queue: Queue::Filled,
-            key: None,
-        })
+        AcquireFilled(Acquire::new(self, Queue::Filled))
     }
 }

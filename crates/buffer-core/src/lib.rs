@@ -23,6 +23,12 @@
 //! The fast path (acquire, submit, release) is a few atomic operations: no lock, no system call,
 //! no allocation.
 //!
+//! Beyond the basic pool: fan-out [`port`]s; futures for every wait
+//! ([`BufferPool::acquire_free_async`], [`BufferPool::acquire_filled_async`],
+//! [`Subscription::receive_async`]) under any executor; size classes behind one
+//! `acquire(size)` ([`TieredPool`]); diagnostics ([`BufferPool::buffers`],
+//! [`BufferPool::holders`], [`BufferPool::audit`], [`Stats::hit_rate`]).
+//!
 //! # Examples
 //!
 //! ```
@@ -109,7 +115,7 @@ pub use self::{
     meta::{FrameMeta, MAX_PLANES, PixelFormat, Plane, VideoFormat},
     pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats},
     port::{
-        DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published,
+        DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published, Receive,
         Subscription,
     },
     process::MAX_PROCESSES,

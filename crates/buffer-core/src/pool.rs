@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 
-use crate::async_acquire::AsyncWaiters;
+use crate::async_acquire::{AsyncWaiters, WaitSource};
 use crate::block::{
     BUFFER_ALIGN, Block, BlockIdentity, BlockLayout, BlockView, MAX_CATEGORY_LEN, MAX_NAME_LEN,
     Shape, align_up,
@@ -337,8 +337,9 @@ pub(crate) struct PoolInner {
     record: ProcessRecord,
     /// The shared-memory segment's name, for a shared pool.
     segment: Option<SegmentName>,
-    /// Futures of this process waiting for a free buffer (index 0) or a filled one (index 1).
-    async_waiters: [AsyncWaiters; 2],
+    /// Futures of this process waiting for a free buffer (index 0), a filled one (index 1), or a
+    /// buffer on port `p` (index 2 + `p`).
+    async_waiters: Box<[AsyncWaiters]>,
 }
 
 /// A pool of reusable buffers with a free queue, a filled queue and optional fan-out ports.
@@ -590,7 +591,9 @@ impl BufferPool {
             actor,
             record,
             segment,
-            async_waiters: Default::default(),
+            async_waiters: (0..2 + view.shape().ports)
+                .map(|_| AsyncWaiters::default())
+                .collect(),
         };
         Some(BufferPool {
             block: view,
@@ -710,9 +713,13 @@ impl BufferPool {
         self.inner.name.clone()
     }
 
-    /// This process's async waiters of `queue` (free or filled).
-    pub(crate) fn async_waiters(&self, queue: Queue) -> &AsyncWaiters {
-        &self.inner.async_waiters[usize::from(queue == Queue::Filled)]
+    /// This process's async waiters of `source`.
+    pub(crate) fn async_waiters(&self, source: WaitSource) -> &AsyncWaiters {
+        let index = match source {
+            WaitSource::Queue(queue) => usize::from(queue == Queue::Filled),
+            WaitSource::Port(port) => 2 + usize::from(port),
+        };
+        &self.inner.async_waiters[index]
     }
 
     /// Takes a buffer from the filled queue, waiting as `wait` says, for a consumer to read.

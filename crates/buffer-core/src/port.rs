@@ -38,8 +38,13 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::task::{Context, Poll};
+
+use crate::async_acquire::{Registration, WaitSource};
 
 use crate::error::{PortError, ReceiveError, SubscribeError};
 use crate::guard::PortGuard;
@@ -412,6 +417,109 @@ impl<'p> Subscription<'p> {
                 },
             }),
         }
+    }
+}
+
+impl<'p> Subscription<'p> {
+    /// A future for the next buffer published to the port: ready at once if one waits,
+    /// otherwise when one is published (by any process attached to the pool). Works under any
+    /// executor; time it out with the executor's timer. Dropping the future before it is ready
+    /// loses no buffer. After [`BufferPool::close`] it still yields the buffers already
+    /// published, then `Closed`.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    /// # fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    /// #     struct Unpark(std::thread::Thread);
+    /// #     impl std::task::Wake for Unpark { fn wake(self: std::sync::Arc<Self>) { self.0.unpark() } }
+    /// #     let waker = std::sync::Arc::new(Unpark(std::thread::current())).into();
+    /// #     let mut cx = std::task::Context::from_waker(&waker);
+    /// #     let mut future = std::pin::pin!(future);
+    /// #     loop {
+    /// #         if let std::task::Poll::Ready(out) = future.as_mut().poll(&mut cx) { return out; }
+    /// #         std::thread::park();
+    /// #     }
+    /// # }
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("cam").with_ports(["view"]), 2, 64)?;
+    /// let view = pool.port("view")?;
+    /// let subscription = pool.subscribe(view)?;
+    /// let producer = {
+    ///     let pool = pool.clone();
+    ///     std::thread::spawn(move || {
+    ///         let mut frame = pool.acquire_free(Wait::Forever).unwrap();
+    ///         frame.as_mut_slice().unwrap()[0] = 7;
+    ///         frame.publish(&[view]);
+    ///     })
+    /// };
+    /// let frame = block_on(subscription.receive_async())?;
+    /// assert_eq!(frame.as_slice()?[0], 7);
+    /// # producer.join().unwrap();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn receive_async<'s>(&'s self) -> Receive<'s, 'p> {
+        Receive {
+            subscription: self,
+            registration: Registration::new(self.pool, WaitSource::Port(self.port.index)),
+        }
+    }
+}
+
+/// The future of [`Subscription::receive_async`].
+#[must_use = "futures do nothing unless awaited"]
+pub struct Receive<'s, 'p> {
+    subscription: &'s Subscription<'p>,
+    registration: Registration<'p>,
+}
+
+impl<'p> Receive<'_, 'p> {
+    /// The next buffer, `Closed` once the pool is closed and the port empty, `None` to wait.
+    fn attempt(&self) -> Option<Result<PortGuard<'p>, ReceiveError>> {
+        let source = ReceiveFrom {
+            subscription: self.subscription,
+        };
+        let pool = self.subscription.pool;
+        let port = self.subscription.port.index;
+        if let Some((position, index, generation)) = source.try_take() {
+            return Some(Ok(PortGuard::new(pool, port, position, index, generation)));
+        }
+        source.is_closed().then(|| {
+            Err(ReceiveError::Closed {
+                pool: pool.inner_name(),
+                port: pool
+                    .block
+                    .port(usize::from(port))
+                    .name()
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+        })
+    }
+}
+
+impl<'p> Future for Receive<'_, 'p> {
+    type Output = Result<PortGuard<'p>, ReceiveError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        if let Some(result) = this.attempt() {
+            return Poll::Ready(result);
+        }
+        this.registration.register(cx);
+        match this.attempt() {
+            Some(result) => Poll::Ready(result),
+            None => Poll::Pending,
+        }
+    }
+}
+
+impl std::fmt::Debug for Receive<'_, '_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Receive")
+            .field("port", &self.subscription.port)
+            .finish()
     }
 }
 

@@ -1,24 +1,76 @@
-//! Async acquire under tokio: contention, cancellation, timeouts through tokio's timer, and
-//! filled buffers flowing from a blocking producer thread to an async consumer.
+//! Async acquire and port receive under tokio: contention, cancellation, timeouts through
+//! tokio's timer, filled buffers flowing from a blocking producer thread to an async consumer,
+//! and buffers published by another process reaching an awaiting task.
 
 mod common;
 
 use std::io::BufReader;
 use std::time::{Duration, Instant};
 
-use buffer_core::{AcquireError, BufferPool, PoolConfig, Wait};
+use buffer_core::{AcquireError, BufferPool, PoolConfig, ReceiveError, Wait};
 use common::{read_until, role, spawn, wait_exit};
 
 /// The child's entry point; does nothing when run as a test.
 #[test]
 fn child_entry() {
     let Some(role) = role() else { return };
-    assert_eq!(role, "holder");
     let pool = BufferPool::attach(&std::env::var("SEGMENT").unwrap()).unwrap();
-    let held = pool.acquire_free(Wait::NoWait).unwrap();
-    println!("holding");
-    std::thread::sleep(Duration::from_millis(300));
-    drop(held);
+    match role.as_str() {
+        "holder" => {
+            let held = pool.acquire_free(Wait::NoWait).unwrap();
+            println!("holding");
+            std::thread::sleep(Duration::from_millis(300));
+            drop(held);
+        }
+        "publisher" => {
+            let view = pool.port("view").unwrap();
+            for sequence in 0..PUBLISHED {
+                let mut frame = pool.acquire_free(Wait::Forever).unwrap();
+                frame.meta_mut().sequence = sequence;
+                // Slow enough that the consumer often waits.
+                std::thread::sleep(Duration::from_micros(200));
+                assert_eq!(frame.publish(&[view]).delivered(), 1);
+            }
+            pool.close();
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+/// Frames the publisher process publishes.
+const PUBLISHED: u64 = 200;
+
+#[tokio::test]
+async fn a_port_receives_what_another_process_publishes_then_sees_the_close() {
+    let segment = format!("async-port-{}", std::process::id());
+    // As deep as the pool: the port is never full, so no publication is refused.
+    let config = PoolConfig::new("ports")
+        .with_ports(["view"])
+        .with_port_depth(4);
+    let owner = BufferPool::create_shared(&segment, config, 4, 64).unwrap();
+    let subscription = owner.subscribe(owner.port("view").unwrap()).unwrap();
+    // Nothing published yet: a receive times out, and dropping it loses nothing.
+    let waited = tokio::time::timeout(Duration::from_millis(5), subscription.receive_async()).await;
+    assert!(waited.is_err());
+    let mut child = spawn("child_entry", "publisher", &[("SEGMENT", segment.clone())]);
+    let mut expected = 0;
+    loop {
+        let received = tokio::time::timeout(Duration::from_secs(30), subscription.receive_async())
+            .await
+            .expect("each publication wakes the task");
+        match received {
+            Ok(frame) => {
+                assert_eq!(frame.meta().sequence, expected);
+                expected += 1;
+            }
+            Err(ReceiveError::Closed { .. }) => break,
+            Err(other) => panic!("{other}"),
+        }
+    }
+    assert_eq!(expected, PUBLISHED);
+    assert!(wait_exit(&mut child, Duration::from_secs(30)).success());
+    assert_eq!(owner.counts().free, 4);
+    assert_eq!(owner.audit(), Vec::<String>::new());
 }
 
 #[tokio::test]
