@@ -611,7 +611,7 @@ impl BufferPool {
             .claim_vacant_slot(self.actor)
             .expect("a new pool has a slot for every initial buffer");
         let slot = self.block.slot(index);
-        slot.set_description(size, MemoryKind::Host, Ownership::Owned, None);
+        slot.set_description(size, MemoryKind::SharedHost, Ownership::Owned, None);
         slot.data_offset.store(offset as u64, Ordering::Relaxed);
         // SAFETY: `offset + size` lies inside the segment, which was sized for every buffer.
         let addr = unsafe { self.block.base().as_ptr().add(offset) };
