@@ -29,7 +29,9 @@ use std::fmt;
 use std::ops::Deref;
 use std::str::FromStr;
 
-pub use allocator_base::{MemoryLimit, MemoryStats, PoolAllocator, Registry, process_memory};
+pub use allocator_base::{
+    ByteCount, MemoryLimit, MemoryStats, PoolAllocator, Registry, process_memory,
+};
 use allocator_normal::{AlignmentError, DEFAULT_ALIGNMENT, NormalAllocator, NormalBackend};
 
 /// Which backend an allocator uses.

@@ -219,7 +219,7 @@ pub enum AcquireError {
 /// use std::time::Duration;
 /// use buffer_core::Holder;
 ///
-/// let holder = Holder { pid: 4711, buffers: 6, longest: Some(Duration::from_secs(12)) };
+/// let holder = Holder { pid: 4711, buffers: 6, bytes: 6 << 20, longest: Some(Duration::from_secs(12)) };
 /// assert_eq!(holder.buffers, 6);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -228,6 +228,8 @@ pub struct Holder {
     pub pid: u32,
     /// How many buffers it holds.
     pub buffers: u32,
+    /// Their size in bytes.
+    pub bytes: u64,
     /// How long it has held the oldest of them; `None` if the pool records no hold times
     /// ([`PoolConfig::with_hold_times`](crate::PoolConfig::with_hold_times)).
     pub longest: Option<Duration>,
@@ -242,8 +244,8 @@ pub struct Holder {
 /// use buffer_core::{Holder, Holders};
 ///
 /// let holders = Holders(vec![
-///     Holder { pid: 4711, buffers: 6, longest: Some(Duration::from_secs(12)) },
-///     Holder { pid: 4800, buffers: 1, longest: None },
+///     Holder { pid: 4711, buffers: 6, bytes: 6 << 20, longest: Some(Duration::from_secs(12)) },
+///     Holder { pid: 4800, buffers: 1, bytes: 1 << 20, longest: None },
 /// ]);
 /// assert_eq!(holders.to_string(), "; 6 held by pid 4711 (the oldest for 12.0 s), 1 by pid 4800");
 /// assert_eq!(Holders::default().to_string(), "");

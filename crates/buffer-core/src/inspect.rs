@@ -251,11 +251,13 @@ impl BufferPool {
                 match holders.iter_mut().find(|holder| holder.pid == pid) {
                     Some(holder) => {
                         holder.buffers += 1;
+                        holder.bytes += buffer.size as u64;
                         holder.longest = holder.longest.max(buffer.held_for);
                     }
                     None => holders.push(Holder {
                         pid,
                         buffers: 1,
+                        bytes: buffer.size as u64,
                         longest: buffer.held_for,
                     }),
                 }
@@ -263,6 +265,72 @@ impl BufferPool {
         }
         holders.sort_by(|a, b| b.buffers.cmp(&a.buffers).then(a.pid.cmp(&b.pid)));
         Holders(holders)
+    }
+
+    /// Where the pool's buffers and bytes are right now: free, filled, in use, and in use by
+    /// each process (any process attached to a shared pool sees the same). Scans the slot
+    /// table; meant for diagnostics (`bufpool stats`), not for the fast path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("u"), 3, 1000).unwrap();
+    /// let held = pool.acquire_free(Wait::NoWait).unwrap();
+    /// let usage = pool.usage();
+    /// assert_eq!((usage.free.buffers, usage.free.bytes), (2, 2000));
+    /// assert_eq!((usage.in_use.buffers, usage.in_use.bytes), (1, 1000));
+    /// assert_eq!(usage.total().bytes, 3000);
+    /// assert_eq!(usage.holders.0[0].pid, std::process::id());
+    /// ```
+    pub fn usage(&self) -> Usage {
+        let mut usage = Usage::default();
+        for buffer in self.buffers() {
+            let amount = match buffer.state {
+                None | Some(SlotState::Vacant) => continue,
+                Some(SlotState::Free) => &mut usage.free,
+                Some(SlotState::Filled) => &mut usage.filled,
+                Some(_) => &mut usage.in_use,
+            };
+            amount.buffers += 1;
+            amount.bytes += buffer.size as u64;
+        }
+        usage.holders = self.holders();
+        usage
+    }
+}
+
+/// Some buffers and their bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Amount {
+    /// How many buffers.
+    pub buffers: u32,
+    /// Their size in bytes, together.
+    pub bytes: u64,
+}
+
+/// Where a pool's buffers and bytes are at one moment ([`BufferPool::usage`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Usage {
+    /// On the free queue.
+    pub free: Amount,
+    /// On the filled queue.
+    pub filled: Amount,
+    /// Held by producers or consumers, or waiting in ports (including buffers on their way
+    /// between states).
+    pub in_use: Amount,
+    /// The processes holding buffers (ports count for their subscribers), most buffers first.
+    pub holders: Holders,
+}
+
+impl Usage {
+    /// Every buffer in the pool.
+    pub fn total(&self) -> Amount {
+        Amount {
+            buffers: self.free.buffers + self.filled.buffers + self.in_use.buffers,
+            bytes: self.free.bytes + self.filled.bytes + self.in_use.bytes,
+        }
     }
 }
 

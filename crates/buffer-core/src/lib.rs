@@ -110,7 +110,7 @@ pub use self::{
     guard::{PortGuard, ReadGuard, WriteGuard},
     hold::BufferHold,
     ids::{BufferId, PoolId},
-    inspect::{BufferInfo, PortInfo, ProcessInfo},
+    inspect::{Amount, BufferInfo, PortInfo, ProcessInfo, Usage},
     memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership},
     meta::{FrameMeta, MAX_PLANES, PixelFormat, Plane, VideoFormat},
     pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats},

@@ -2,6 +2,7 @@
 
 use std::error::Error;
 
+use allocator_facade::ByteCount;
 use buffer_core::{BufferInfo, BufferPool, SlotState};
 
 /// Options of `bufpool inspect`.
@@ -152,10 +153,7 @@ fn show(name: &str) -> Result<(), Box<dyn Error>> {
         }
     }
     println!("buffers:");
-    println!(
-        "  {:>5} {:<16} {:>10} {:>9} {:>4}  ports",
-        "SLOT", "STATE", "HOLDER", "HELD", "REFS"
-    );
+    println!("  {BUFFER_HEADER}");
     for buffer in pool.buffers() {
         if buffer.state == Some(SlotState::Vacant) {
             continue;
@@ -165,7 +163,11 @@ fn show(name: &str) -> Result<(), Box<dyn Error>> {
     Ok(())
 }
 
-fn buffer_line(buffer: &BufferInfo) -> String {
+/// The header of [`buffer_line`]'s table.
+pub const BUFFER_HEADER: &str = "SLOT  GEN SIZE       MEMORY             STATE            HOLDER       AGE      HELD REFS  ports";
+
+/// One buffer as a row of a table headed by [`BUFFER_HEADER`].
+pub fn buffer_line(buffer: &BufferInfo) -> String {
     let state = buffer
         .state
         .map_or("corrupt".to_owned(), |state| format!("{state:?}"));
@@ -178,11 +180,21 @@ fn buffer_line(buffer: &BufferInfo) -> String {
     let held = buffer
         .held_for
         .map_or("-".to_owned(), |d| format!("{:.1} s", d.as_secs_f64()));
+    let memory = buffer
+        .memory
+        .map_or("-".to_owned(), |memory| memory.to_string());
+    let age = buffer
+        .age
+        .map_or("-".to_owned(), |d| format!("{} s", d.as_secs()));
     format!(
-        "{:>5} {:<16} {:>10} {:>9} {:>4}  {}",
+        "{:>4} {:>4} {:<10} {:<18} {:<16} {:<12} {:>5} {:>9} {:>4}  {}",
         buffer.id.slot,
+        buffer.id.generation,
+        ByteCount(buffer.size as u64).to_string(),
+        memory,
         state,
         holder,
+        age,
         held,
         buffer.references,
         buffer.ports.join(",")

@@ -5,6 +5,8 @@
 //!   consumer is killed partway and its buffers come back.
 //! - `bufpool inspect [NAME]`: the shared pools on this machine, or one pool's buffers, processes
 //!   and ports, with starvation flagged.
+//! - `bufpool stats [NAME] [--buffers]`: the accounting of live shared pools: buffers and bytes
+//!   by state and by process, acquisitions and hit rate, and every live buffer.
 //! - `bufpool remove NAME`: removes a shared pool's segment that no live process uses.
 
 mod alloc_count;
@@ -13,6 +15,7 @@ mod decoded;
 mod demo;
 mod inspect;
 mod pattern;
+mod stats;
 
 use clap::{Parser, Subcommand};
 
@@ -33,6 +36,9 @@ enum Command {
     Demo(demo::DemoArgs),
     /// List the shared pools on this machine, or show one pool in detail.
     Inspect(inspect::InspectArgs),
+    /// Show the accounting of the shared pools, or of one pool: buffers and bytes by state and
+    /// by process, acquisitions and hit rate, and (with --buffers) every live buffer.
+    Stats(stats::StatsArgs),
     /// Remove the segment of a shared pool that no live process uses (its creator died).
     Remove(inspect::RemoveArgs),
     /// A consumer process of the demo (started by `bufpool demo`).
@@ -45,6 +51,7 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Demo(args) => demo::run(&args),
         Command::Inspect(args) => inspect::run(&args),
+        Command::Stats(args) => stats::run(&args),
         Command::Remove(args) => inspect::remove(&args),
         Command::DemoConsumer(args) => demo::consume(&args),
     };

@@ -1,19 +1,24 @@
-//! `bufpool inspect` against a shared pool this test holds buffers of.
+//! `bufpool inspect` and `bufpool stats` against a shared pool this test holds buffers of.
 
 use std::process::Command;
 
 use buffer_core::{BufferPool, PoolConfig, Wait};
 
 fn inspect(args: &[&str]) -> String {
+    bufpool("inspect", args)
+}
+
+/// Runs `bufpool COMMAND ARGS`, which must succeed; its standard output.
+fn bufpool(command: &str, args: &[&str]) -> String {
     let output = Command::new(env!("CARGO_BIN_EXE_bufpool"))
-        .arg("inspect")
+        .arg(command)
         .args(args)
         .output()
         .expect("the bufpool binary runs");
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     assert!(
         output.status.success(),
-        "inspect failed:\n{stdout}\n{}",
+        "{command} failed:\n{stdout}\n{}",
         String::from_utf8_lossy(&output.stderr)
     );
     stdout
@@ -131,4 +136,54 @@ fn remove_deletes_only_pools_nobody_uses() {
         String::from_utf8_lossy(&removed.stderr)
     );
     assert!(!std::path::Path::new(&format!("/dev/shm/bufpool.{orphan}")).exists());
+}
+
+#[test]
+fn stats_account_for_bytes_by_state_and_by_process() {
+    let segment = format!("stats-test-{}", std::process::id());
+    let pool = BufferPool::create_shared(&segment, PoolConfig::new("meters"), 4, 1000).unwrap();
+    let _a = pool.acquire_free(Wait::NoWait).unwrap();
+    let _b = pool.acquire_free(Wait::NoWait).unwrap();
+    pool.acquire_free(Wait::NoWait).unwrap().submit();
+    let me = std::process::id();
+
+    let listing = bufpool("stats", &[]);
+    let line = listing
+        .lines()
+        .find(|line| line.starts_with(&segment))
+        .unwrap_or_else(|| panic!("{segment} not listed:\n{listing}"));
+    assert!(
+        line.contains("meters") && line.contains("3.9 KiB") && line.contains("100.0 %"),
+        "{line}"
+    );
+
+    let detail = bufpool("stats", &[&segment, "--buffers"]);
+    for expected in [
+        "pool 'meters'".to_owned(),
+        "memory:   4 buffers (3.9 KiB)".to_owned(),
+        "free:     1 buffer (1000 B); filled: 1 buffer (1000 B); in use: 2 buffers (2.0 KiB)"
+            .to_owned(),
+        "peak:     3 of 4 buffers in use at once".to_owned(),
+        "acquired: 3 times, hit rate 100.0 % (0 waited, 0 timed out)".to_owned(),
+        format!("pid {me:<8} alive holds 2 buffers (2.0 KiB)"),
+        "holds nothing (this command)".to_owned(),
+    ] {
+        assert!(
+            detail.contains(&expected),
+            "missing '{expected}' in:\n{detail}"
+        );
+    }
+    let live: Vec<&str> = detail
+        .lines()
+        .skip_while(|line| !line.starts_with("live buffers"))
+        .filter(|line| line.contains("shared host memory"))
+        .collect();
+    assert_eq!(live.len(), 4, "{detail}");
+    assert_eq!(
+        live.iter()
+            .filter(|line| line.contains("Writing") && line.contains(&format!("pid {me}")))
+            .count(),
+        2,
+        "{detail}"
+    );
 }
