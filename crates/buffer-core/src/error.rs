@@ -712,6 +712,15 @@ pub enum AccessError {
         /// The planes described.
         planes: u32,
     },
+    /// The buffer was handed to ports, whose subscribers may be reading it: it can no longer be
+    /// written.
+    #[error(
+        "buffer {id} was published to ports and may be being read: write a buffer before publishing it"
+    )]
+    Published {
+        /// The buffer.
+        id: BufferId,
+    },
     /// The metadata places the plane outside the buffer's memory.
     #[error(
         "plane {plane} of buffer {id} lies outside its memory (offset {offset}, {len} bytes); its producer described it wrongly"

@@ -13,7 +13,7 @@ use crate::{Buffer, BufferId, BufferPool};
 /// What both guards hold: the pool, the slot and its generation. Address, size and kind are
 /// read from the pool when the data is accessed, so acquiring and releasing touch only the
 /// slot's state.
-struct Held<'p> {
+pub(crate) struct Held<'p> {
     pool: &'p BufferPool,
     index: u32,
     generation: u32,
@@ -21,7 +21,7 @@ struct Held<'p> {
 
 impl<'p> Held<'p> {
     #[inline(always)]
-    fn new(pool: &'p BufferPool, index: u32, generation: u32) -> Held<'p> {
+    pub(crate) fn new(pool: &'p BufferPool, index: u32, generation: u32) -> Held<'p> {
         Held {
             pool,
             index,
@@ -41,7 +41,7 @@ impl<'p> Held<'p> {
 
     /// The buffer's address and length, if the CPU may access it as one slice.
     #[inline]
-    fn host_memory(&self) -> Result<(*mut u8, usize), AccessError> {
+    pub(crate) fn host_memory(&self) -> Result<(*mut u8, usize), AccessError> {
         if let Some(regions) = self.pool.plane_regions(self.index) {
             return Err(AccessError::Scattered {
                 id: self.id(),
@@ -54,7 +54,7 @@ impl<'p> Held<'p> {
 
     /// `Err` for memory the CPU cannot access.
     #[inline]
-    fn device_check(&self) -> Result<(), HostAccessError> {
+    pub(crate) fn device_check(&self) -> Result<(), HostAccessError> {
         let (_, kind, _, _) = self.pool.slot(self.index).describe();
         if kind.is_host_accessible() {
             Ok(())

@@ -4,7 +4,8 @@
 
 use std::fmt;
 
-use crate::error::HostAccessError;
+use crate::error::{AccessError, HostAccessError};
+use crate::guard::Held;
 use crate::meta::FrameMeta;
 use crate::{BufferId, BufferPool, WriteGuard};
 
@@ -70,18 +71,50 @@ impl BufferHold {
         self.len() == 0
     }
 
+    fn held(&self) -> Held<'_> {
+        Held::new(&self.pool, self.index, self.generation)
+    }
+
     /// The buffer's start, for writing through foreign code, if the CPU may access it. The
     /// pointer is valid for [`len`](BufferHold::len) bytes while the hold lives.
     pub fn as_mut_ptr(&mut self) -> Result<*mut u8, HostAccessError> {
-        let (_, kind, _, _) = self.pool.slot(self.index).describe();
-        if kind.is_host_accessible() {
-            Ok(self.pool.addr(self.index))
-        } else {
-            Err(HostAccessError {
-                id: self.id(),
-                kind,
-            })
+        self.held().device_check()?;
+        Ok(self.pool.addr(self.index))
+    }
+
+    /// The whole buffer, for reading. Fails for memory the CPU cannot access.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("h"), 1, 4).unwrap();
+    /// let mut hold = pool.acquire_free(Wait::NoWait).unwrap().into_hold();
+    /// hold.as_mut_slice().unwrap().copy_from_slice(b"abcd");
+    /// // On any thread, with no borrow of `pool`:
+    /// let read = std::thread::spawn(move || hold.as_slice().unwrap().to_vec()).join().unwrap();
+    /// assert_eq!(read, b"abcd");
+    /// ```
+    pub fn as_slice(&self) -> Result<&[u8], AccessError> {
+        let (addr, len) = self.held().host_memory()?;
+        // SAFETY: the memory is host-accessible (checked) and `len` bytes long at `addr` (the
+        // injector's contract in `BufferMemory`); it stays valid while the buffer is in the pool,
+        // which it is while this hold lives; the hold owns the buffer, and ports given it by
+        // `publish` only read it, so `&self` borrows are all readers.
+        Ok(unsafe { std::slice::from_raw_parts(addr, len) })
+    }
+
+    /// The whole buffer, for writing. Fails for memory the CPU cannot access, and once the
+    /// buffer was [`publish`](Self::publish)ed (subscribers may be reading it).
+    pub fn as_mut_slice(&mut self) -> Result<&mut [u8], AccessError> {
+        if self.delivered {
+            return Err(AccessError::Published { id: self.id() });
         }
+        let (addr, len) = self.held().host_memory()?;
+        // SAFETY: as in `as_slice`, and no port reads it (never published), so the hold is the
+        // buffer's only user and `&mut self` makes this the only borrow.
+        Ok(unsafe { std::slice::from_raw_parts_mut(addr, len) })
     }
 
     /// The buffer's metadata record.
@@ -162,6 +195,26 @@ mod tests {
         drop(reader.receive(Wait::NoWait).unwrap());
         assert_eq!(owner.counts().free, 1);
         assert_eq!(owner.audit(), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_published_hold_reads_but_no_longer_writes() {
+        let owner =
+            BufferPool::with_heap_buffers(PoolConfig::new("h").with_ports(["a"]), 1, 4).unwrap();
+        let port = owner.port("a").unwrap();
+        let reader = owner.subscribe(port).unwrap();
+        let mut hold = owner.acquire_free(Wait::NoWait).unwrap().into_hold();
+        hold.as_mut_slice().unwrap().copy_from_slice(b"wxyz");
+        hold.publish(&[port]);
+        assert_eq!(
+            hold.as_mut_slice().unwrap_err(),
+            AccessError::Published { id: hold.id() }
+        );
+        assert_eq!(hold.as_slice().unwrap(), b"wxyz");
+        assert_eq!(
+            reader.receive(Wait::NoWait).unwrap().as_slice().unwrap(),
+            b"wxyz"
+        );
     }
 
     #[test]
