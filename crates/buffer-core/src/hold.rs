@@ -117,6 +117,13 @@ impl BufferHold {
         Ok(unsafe { std::slice::from_raw_parts_mut(addr, len) })
     }
 
+    /// The buffer's metadata record, for reading.
+    pub fn meta(&self) -> &FrameMeta {
+        // SAFETY: the hold owns the slot (slot module docs): the record changes only through
+        // `meta_mut`, which `&self` excludes while this borrow lives.
+        unsafe { &*self.pool.slot(self.index).meta.get() }
+    }
+
     /// The buffer's metadata record.
     pub fn meta_mut(&mut self) -> &mut FrameMeta {
         // SAFETY: the hold owns the slot exclusively (slot module docs) and `&mut self` makes
