@@ -1,8 +1,8 @@
 //! The pool's state machine seen from outside: queues, guards, ids, metadata, growth and shrinking.
 
 use buffer_core::{
-    AcquireError, BufferMemory, BufferPool, CreatePoolError, InjectError, MemoryKind, Ownership,
-    PixelFormat, PoolConfig, Queue, RedeemError, RemoveError, VideoFormat, Wait,
+    AccessError, AcquireError, BufferMemory, BufferPool, CreatePoolError, InjectError, MemoryKind,
+    Ownership, PixelFormat, PoolConfig, Queue, RedeemError, RemoveError, VideoFormat, Wait,
 };
 
 fn pool(count: u32, size: usize) -> buffer_core::PoolOwner {
@@ -399,5 +399,44 @@ fn holders_are_named_with_or_without_hold_times() {
         let text = pool.holders().to_string();
         assert_eq!(text.contains("the oldest for"), hold_times, "{text}");
         assert_eq!(pool.stats().acquisitions, 2, "counted either way");
+    }
+}
+
+#[test]
+fn planes_described_outside_the_buffer_are_errors_not_reads() {
+    let pool = pool(1, 100);
+    for (offset, stride, rows) in [
+        (90, 10, 2),
+        (0, 101, 1),
+        (u64::MAX, 1, 1),
+        (1, u32::MAX, u32::MAX),
+    ] {
+        let mut frame = pool.acquire_free(Wait::NoWait).unwrap();
+        let mut video = VideoFormat::packed(PixelFormat::RGBA, 1, 1, 4);
+        video.plane_slots[0] = buffer_core::Plane {
+            offset,
+            stride,
+            rows,
+        };
+        frame.meta_mut().video = video;
+        frame.submit();
+        let frame = pool.acquire_filled(Wait::NoWait).unwrap();
+        assert!(
+            matches!(
+                frame.plane(0),
+                Err(AccessError::PlaneOutside { plane: 0, .. })
+            ),
+            "offset {offset}, stride {stride}, rows {rows}: {:?}",
+            frame.plane(0)
+        );
+        assert!(matches!(
+            frame.plane(1),
+            Err(AccessError::NoSuchPlane { plane: 1, .. })
+        ));
+        assert_eq!(
+            frame.as_slice().unwrap().len(),
+            100,
+            "the whole buffer stays readable"
+        );
     }
 }
