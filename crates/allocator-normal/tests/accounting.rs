@@ -2,42 +2,18 @@
 //! shared pools count until destroyed, the process total adds every allocator up, and a model of
 //! the counters agrees with the allocator over random operation sequences.
 
-use std::io::Write;
-use std::sync::Arc;
-
 use allocator_base::{
     AllocatePoolError, InjectBufferError, MemoryLimit, PoolAllocator, process_memory,
 };
 use allocator_normal::{NormalAllocator, NormalBackend};
 use buffer_core::{BufferHold, BufferPool, Queue, Wait};
-use parking_lot::Mutex;
 use proptest::prelude::*;
 
-const KIB: usize = 1024;
+mod common;
 
-/// Everything `tracing` logs on this thread while `f` runs, as text.
-fn logged(f: impl FnOnce()) -> String {
-    #[derive(Clone, Default)]
-    struct Capture(Arc<Mutex<Vec<u8>>>);
-    impl Write for Capture {
-        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-            self.0.lock().extend_from_slice(buf);
-            Ok(buf.len())
-        }
-        fn flush(&mut self) -> std::io::Result<()> {
-            Ok(())
-        }
-    }
-    let capture = Capture::default();
-    let writer = capture.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::INFO)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    tracing::subscriber::with_default(subscriber, f);
-    String::from_utf8(capture.0.lock().clone()).unwrap()
-}
+use common::logged;
+
+const KIB: usize = 1024;
 
 #[test]
 fn the_warning_fires_once_per_crossing() {
