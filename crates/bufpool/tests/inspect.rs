@@ -1,8 +1,13 @@
 //! `bufpool inspect` and `bufpool stats` against a shared pool this test holds buffers of.
 
 use std::process::Command;
+use std::sync::Mutex;
 
 use buffer_core::{BufferPool, PoolConfig, Wait};
+
+/// Held by tests that list every pool: listing attaches to each pool for a moment, and a test
+/// that checks which processes use its pool must not see another test's listing among them.
+static LISTING: Mutex<()> = Mutex::new(());
 
 fn inspect(args: &[&str]) -> String {
     bufpool("inspect", args)
@@ -35,6 +40,7 @@ fn inspect_lists_pools_and_flags_a_starved_one() {
     let _b = pool.acquire_free(Wait::NoWait).unwrap();
     let me = std::process::id();
 
+    let _listing = LISTING.lock().unwrap_or_else(|e| e.into_inner());
     let listing = inspect(&[]);
     let line = listing
         .lines()
@@ -123,6 +129,7 @@ fn remove_deletes_only_pools_nobody_uses() {
         .output()
         .unwrap();
     assert!(made.status.success());
+    let _listing = LISTING.lock().unwrap_or_else(|e| e.into_inner());
     let listing = inspect(&[]);
     let line = listing
         .lines()
@@ -147,6 +154,7 @@ fn stats_account_for_bytes_by_state_and_by_process() {
     pool.acquire_free(Wait::NoWait).unwrap().submit();
     let me = std::process::id();
 
+    let _listing = LISTING.lock().unwrap_or_else(|e| e.into_inner());
     let listing = bufpool("stats", &[]);
     let line = listing
         .lines()
