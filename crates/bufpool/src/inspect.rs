@@ -45,42 +45,48 @@ pub fn run(args: &InspectArgs) -> Result<(), Box<dyn Error>> {
 }
 
 fn list() -> Result<(), Box<dyn Error>> {
-    let names = BufferPool::list_shared();
-    if names.is_empty() {
-        println!("no shared pools on this machine (/dev/shm/bufpool.*)");
-        return Ok(());
-    }
-    println!(
+    let header = format!(
         "{:<32} {:<16} {:>7} {:>5} {:>6} {:>6}  processes",
         "SEGMENT", "POOL", "BUFFERS", "FREE", "FILLED", "IN USE"
     );
+    for_each_shared_pool(&header, |pool| {
+        let counts = pool.counts();
+        let others: Vec<_> = other_processes(pool);
+        let alive = others.iter().filter(|p| p.alive).count();
+        let orphaned = if alive == 0 {
+            "  ORPHANED: no live process uses it (`bufpool remove` deletes it)".to_owned()
+        } else {
+            String::new()
+        };
+        format!(
+            "{:<16} {:>7} {:>5} {:>6} {:>6}  {alive} alive of {}{}{orphaned}",
+            pool.name(),
+            counts.total,
+            counts.free,
+            counts.filled,
+            counts.in_use,
+            others.len(),
+            starvation(pool).map_or(String::new(), |s| format!("  STARVED: {s}")),
+        )
+    });
+    Ok(())
+}
+
+/// Prints `header`, then for each shared pool on the machine its segment name and what `line`
+/// says about it; or that there are none.
+pub fn for_each_shared_pool(header: &str, line: impl Fn(&BufferPool) -> String) {
+    let names = BufferPool::list_shared();
+    if names.is_empty() {
+        println!("no shared pools on this machine (/dev/shm/bufpool.*)");
+        return;
+    }
+    println!("{header}");
     for name in names {
         match BufferPool::attach(name.as_str()) {
-            Ok(pool) => {
-                let counts = pool.counts();
-                let others: Vec<_> = other_processes(&pool);
-                let alive = others.iter().filter(|p| p.alive).count();
-                let orphaned = if alive == 0 {
-                    "  ORPHANED: no live process uses it (`bufpool remove` deletes it)".to_owned()
-                } else {
-                    String::new()
-                };
-                println!(
-                    "{:<32} {:<16} {:>7} {:>5} {:>6} {:>6}  {alive} alive of {}{}{orphaned}",
-                    name.as_str(),
-                    pool.name(),
-                    counts.total,
-                    counts.free,
-                    counts.filled,
-                    counts.in_use,
-                    others.len(),
-                    starvation(&pool).map_or(String::new(), |s| format!("  STARVED: {s}")),
-                );
-            }
+            Ok(pool) => println!("{:<32} {}", name.as_str(), line(&pool)),
             Err(err) => println!("{:<32} cannot attach: {err}", name.as_str()),
         }
     }
-    Ok(())
 }
 
 /// The attached processes other than this one.

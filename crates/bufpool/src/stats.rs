@@ -6,7 +6,7 @@ use std::error::Error;
 use allocator_facade::ByteCount;
 use buffer_core::{Amount, BufferPool, SlotState, Stats};
 
-use crate::inspect::buffer_line;
+use crate::inspect::{buffer_line, for_each_shared_pool};
 
 /// Options of `bufpool stats`.
 #[derive(clap::Args, Debug)]
@@ -44,33 +44,22 @@ fn hit_rate(stats: &Stats) -> String {
 }
 
 fn summary() -> Result<(), Box<dyn Error>> {
-    let names = BufferPool::list_shared();
-    if names.is_empty() {
-        println!("no shared pools on this machine (/dev/shm/bufpool.*)");
-        return Ok(());
-    }
-    println!(
+    let header = format!(
         "{:<32} {:<16} {:>7} {:>11} {:>11} {:>12} {:>8}",
         "SEGMENT", "POOL", "BUFFERS", "BYTES", "IN USE", "ACQUISITIONS", "HIT RATE"
     );
-    for name in names {
-        match BufferPool::attach(name.as_str()) {
-            Ok(pool) => {
-                let (usage, stats) = (pool.usage(), pool.stats());
-                println!(
-                    "{:<32} {:<16} {:>7} {:>11} {:>11} {:>12} {:>8}",
-                    name.as_str(),
-                    pool.name(),
-                    usage.total().buffers,
-                    ByteCount(usage.total().bytes).to_string(),
-                    ByteCount(usage.in_use.bytes + usage.filled.bytes).to_string(),
-                    stats.acquisitions,
-                    hit_rate(&stats)
-                );
-            }
-            Err(err) => println!("{:<32} cannot attach: {err}", name.as_str()),
-        }
-    }
+    for_each_shared_pool(&header, |pool| {
+        let (usage, stats) = (pool.usage(), pool.stats());
+        format!(
+            "{:<16} {:>7} {:>11} {:>11} {:>12} {:>8}",
+            pool.name(),
+            usage.total().buffers,
+            ByteCount(usage.total().bytes).to_string(),
+            ByteCount(usage.in_use.bytes + usage.filled.bytes).to_string(),
+            stats.acquisitions,
+            hit_rate(&stats)
+        )
+    });
     Ok(())
 }
 
