@@ -223,8 +223,8 @@ impl Counters {
     }
 
     /// Counts `bytes` as held (reserved before creation, so that a limit holds under races).
-    fn hold(&self, bytes: u64) -> u64 {
-        self.bytes_current.fetch_add(bytes, Ordering::Relaxed) + bytes
+    fn hold(&self, bytes: u64) {
+        self.bytes_current.fetch_add(bytes, Ordering::Relaxed);
     }
 
     fn unhold(&self, bytes: u64) -> u64 {

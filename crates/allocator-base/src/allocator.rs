@@ -273,8 +273,6 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
     ) -> Result<PoolId, AllocatePoolError> {
         config.check_initial_buffers(count, size)?;
         let bytes = u64::from(count).saturating_mul(size as u64);
-        // Fail before creating anything when the whole pool cannot fit.
-        self.ledger.check(bytes)?;
         if self.shared {
             self.ledger.reserve(bytes)?;
             let segment = config.name().to_owned();
@@ -288,6 +286,9 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
             };
             return Ok(self.register(owner, Some(charge)));
         }
+        // Fail before creating anything when the whole pool cannot fit; each buffer is then
+        // reserved as it is created.
+        self.ledger.check(bytes)?;
         let owner = BufferPool::create(config)?;
         for index in 0..count {
             // On failure, dropping `owner` releases the buffers created so far.

@@ -39,6 +39,11 @@ impl<'p> Held<'p> {
         self.pool.len_of(self.index)
     }
 
+    /// A description of the buffer (addresses, size, kind, ownership).
+    fn buffer(&self) -> Buffer {
+        self.pool.describe(self.index, self.generation)
+    }
+
     /// The buffer's address and length, if the CPU may access it as one slice.
     #[inline]
     pub(crate) fn host_memory(&self) -> Result<(*mut u8, usize), AccessError> {
@@ -207,9 +212,7 @@ impl<'p> WriteGuard<'p> {
 
     /// A description of the buffer (addresses, size, kind, ownership).
     pub fn buffer(&self) -> Buffer {
-        self.held
-            .pool
-            .describe(self.held.index, self.held.generation)
+        self.held.buffer()
     }
 
     /// The buffer's size in bytes.
@@ -314,9 +317,7 @@ impl<'p> ReadGuard<'p> {
 
     /// A description of the buffer (addresses, size, kind, ownership).
     pub fn buffer(&self) -> Buffer {
-        self.held
-            .pool
-            .describe(self.held.index, self.held.generation)
+        self.held.buffer()
     }
 
     /// The bytes the producer filled (`meta().bytes_used()` of them). Fails for memory the CPU
@@ -390,9 +391,7 @@ impl<'p> PortGuard<'p> {
 
     /// A description of the buffer (addresses, size, kind, ownership).
     pub fn buffer(&self) -> Buffer {
-        self.held
-            .pool
-            .describe(self.held.index, self.held.generation)
+        self.held.buffer()
     }
 
     /// The bytes the producer filled. Fails for memory the CPU cannot access.

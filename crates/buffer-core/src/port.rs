@@ -385,7 +385,6 @@ impl<'p> Subscription<'p> {
     pub fn receive(&self, wait: Wait) -> Result<PortGuard<'p>, ReceiveError> {
         let pool = self.pool;
         let entry = pool.block.port(usize::from(self.port.index));
-        let port = || entry.name().unwrap_or_default().to_owned();
         let source = ReceiveFrom { subscription: self };
         let taken = match source.try_take() {
             Some(taken) => Ok(taken),
@@ -394,33 +393,39 @@ impl<'p> Subscription<'p> {
             }),
         };
         match taken {
-            Ok((position, index, generation)) => Ok(PortGuard::new(
-                pool,
-                self.port.index,
-                position,
-                index,
-                generation,
-            )),
-            Err(WaitFailure::Closed) => Err(ReceiveError::Closed {
-                pool: pool.inner_name(),
-                port: port(),
-            }),
+            Ok(taken) => Ok(self.guard(taken)),
+            Err(WaitFailure::Closed) => Err(self.closed()),
             Err(WaitFailure::TimedOut) => Err(match wait {
                 Wait::Timeout(waited) => ReceiveError::Timeout {
                     pool: pool.inner_name(),
-                    port: port(),
+                    port: self.port_name(),
                     waited,
                 },
                 Wait::NoWait | Wait::Forever => ReceiveError::Empty {
                     pool: pool.inner_name(),
-                    port: port(),
+                    port: self.port_name(),
                 },
             }),
         }
     }
-}
 
-impl<'p> Subscription<'p> {
+    /// The guard of a buffer just taken from the port: its cell position, slot and generation.
+    fn guard(&self, (position, index, generation): (u64, u32, u32)) -> PortGuard<'p> {
+        PortGuard::new(self.pool, self.port.index, position, index, generation)
+    }
+
+    /// The error once the pool is closed and the port empty.
+    fn closed(&self) -> ReceiveError {
+        ReceiveError::Closed {
+            pool: self.pool.inner_name(),
+            port: self.port_name(),
+        }
+    }
+
+    fn port_name(&self) -> String {
+        let entry = self.pool.block.port(usize::from(self.port.index));
+        entry.name().unwrap_or_default().to_owned()
+    }
     /// A future for the next buffer published to the port: ready at once if one waits,
     /// otherwise when one is published (by any process attached to the pool). Works under any
     /// executor; time it out with the executor's timer. Dropping the future before it is ready
@@ -477,25 +482,12 @@ pub struct Receive<'s, 'p> {
 impl<'p> Receive<'_, 'p> {
     /// The next buffer, `Closed` once the pool is closed and the port empty, `None` to wait.
     fn attempt(&self) -> Option<Result<PortGuard<'p>, ReceiveError>> {
-        let source = ReceiveFrom {
-            subscription: self.subscription,
-        };
-        let pool = self.subscription.pool;
-        let port = self.subscription.port.index;
-        if let Some((position, index, generation)) = source.try_take() {
-            return Some(Ok(PortGuard::new(pool, port, position, index, generation)));
+        let subscription = self.subscription;
+        let source = ReceiveFrom { subscription };
+        if let Some(taken) = source.try_take() {
+            return Some(Ok(subscription.guard(taken)));
         }
-        source.is_closed().then(|| {
-            Err(ReceiveError::Closed {
-                pool: pool.inner_name(),
-                port: pool
-                    .block
-                    .port(usize::from(port))
-                    .name()
-                    .unwrap_or_default()
-                    .to_owned(),
-            })
-        })
+        source.is_closed().then(|| Err(subscription.closed()))
     }
 }
 

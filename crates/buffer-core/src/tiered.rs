@@ -218,12 +218,8 @@ impl TieredPool {
         classes: &[SizeClass],
         policy: WhenEmpty,
     ) -> Result<TieredPool, CreateTieredError> {
-        TieredPool::create_with(classes, policy, |class| {
-            BufferPool::with_heap_buffers(
-                PoolConfig::new(class_name(name, class.size)).with_capacity(class.count.max(1)),
-                class.count,
-                class.size,
-            )
+        TieredPool::create_with(name, classes, policy, |config, class| {
+            BufferPool::with_heap_buffers(config, class.count, class.size)
         })
     }
 
@@ -235,14 +231,9 @@ impl TieredPool {
         classes: &[SizeClass],
         policy: WhenEmpty,
     ) -> Result<TieredPool, CreateTieredError> {
-        TieredPool::create_with(classes, policy, |class| {
-            let segment = class_name(name, class.size);
-            BufferPool::create_shared(
-                &segment,
-                PoolConfig::new(segment.clone()).with_capacity(class.count.max(1)),
-                class.count,
-                class.size,
-            )
+        TieredPool::create_with(name, classes, policy, |config, class| {
+            let segment = config.name().to_owned();
+            BufferPool::create_shared(&segment, config, class.count, class.size)
         })
     }
 
@@ -276,10 +267,13 @@ impl TieredPool {
         Ok(TieredPool::assemble(classes, sizes, policy, Vec::new()))
     }
 
+    /// Checks `classes` and creates one pool per class with `create`, given the class's config
+    /// (named `NAME.class-SIZE`, room for its buffers).
     fn create_with(
+        name: &str,
         classes: &[SizeClass],
         policy: WhenEmpty,
-        mut create: impl FnMut(&SizeClass) -> Result<PoolOwner, CreatePoolError>,
+        mut create: impl FnMut(PoolConfig, &SizeClass) -> Result<PoolOwner, CreatePoolError>,
     ) -> Result<TieredPool, CreateTieredError> {
         let mut sorted = classes.to_vec();
         sorted.sort_unstable_by_key(|class| class.size);
@@ -291,7 +285,9 @@ impl TieredPool {
         }
         let mut owners = Vec::with_capacity(sorted.len());
         for class in &sorted {
-            let owner = create(class).map_err(|source| CreateTieredError::Class {
+            let config =
+                PoolConfig::new(class_name(name, class.size)).with_capacity(class.count.max(1));
+            let owner = create(config, class).map_err(|source| CreateTieredError::Class {
                 size: class.size,
                 source,
             })?;
