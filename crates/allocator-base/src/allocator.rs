@@ -4,7 +4,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use buffer_core::{
-    BufferMemory, BufferPool, MemoryKind, PoolConfig, PoolId, PoolOwner, Queue, Wait,
+    BufferMemory, BufferPool, MemoryKind, Ownership, PoolConfig, PoolId, PoolOwner, Queue, Wait,
 };
 use parking_lot::Mutex;
 
@@ -221,17 +221,15 @@ impl<B: Backend> Allocator<B> {
             size: bytes,
         };
         debug_assert!(!addr.is_null());
-        // SAFETY: the `Backend` contract: `addr` points to `size` bytes of the backend's kind,
-        // valid and untouched by others until `memory` is released, which happens only when the
-        // pool drops `owner`.
-        Ok(unsafe {
-            BufferMemory::owned(
-                addr,
-                size,
-                self.backend.memory_kind(),
-                phys,
-                Box::new(owner),
-            )
+        let kind = self.backend.memory_kind();
+        let owner = Box::new(owner);
+        Ok(match self.backend.ownership() {
+            // SAFETY: the `Backend` contract: `addr` points to `size` bytes of the backend's
+            // kind, valid and untouched by others until `memory` is released, which happens only
+            // when the pool drops `owner`.
+            Ownership::Owned => unsafe { BufferMemory::owned(addr, size, kind, phys, owner) },
+            // SAFETY: as above; the backend only lends the memory.
+            Ownership::External => unsafe { BufferMemory::lent(addr, size, kind, phys, owner) },
         })
     }
 

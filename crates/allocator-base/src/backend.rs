@@ -1,6 +1,6 @@
 //! What a backend implements: how to create one buffer's memory and how to release it.
 
-use buffer_core::MemoryKind;
+use buffer_core::{MemoryKind, Ownership};
 
 /// One buffer's memory, just created by a backend.
 ///
@@ -78,6 +78,13 @@ pub unsafe trait Backend: Send + Sync + 'static {
     /// Alignment every buffer has, and that external memory must have. 1 unless overridden.
     fn alignment(&self) -> usize {
         1
+    }
+
+    /// Who owns the memory of the buffers this backend creates: [`Ownership::Owned`] (the
+    /// default) when `release` frees it, [`Ownership::External`] when the backend only lends
+    /// memory someone else owns (mapped regions, framebuffer pages) and `release` hands it back.
+    fn ownership(&self) -> Ownership {
+        Ownership::Owned
     }
 
     /// Creates memory for one buffer of `size` bytes (`size > 0`).

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use buffer_core::MemoryKind;
+use buffer_core::{MemoryKind, Ownership};
 use parking_lot::Mutex;
 
 use crate::backend::{Backend, Created};
@@ -219,6 +219,10 @@ unsafe impl<B: Backend> Backend for DebugBackend<B> {
 
     fn alignment(&self) -> usize {
         self.inner.alignment()
+    }
+
+    fn ownership(&self) -> Ownership {
+        self.inner.ownership()
     }
 
     fn create(&self, size: usize) -> Result<Created<Self::Memory>, Self::Error> {

@@ -320,6 +320,11 @@ impl<'p> ReadGuard<'p> {
         self.held.buffer()
     }
 
+    /// The pool the buffer belongs to.
+    pub fn pool(&self) -> &'p BufferPool {
+        self.held.pool
+    }
+
     /// The bytes the producer filled (`meta().bytes_used()` of them). Fails for memory the CPU
     /// cannot access.
     #[inline]

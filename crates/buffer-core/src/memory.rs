@@ -117,6 +117,7 @@ pub struct BufferMemory {
     pub(crate) kind: MemoryKind,
     pub(crate) phys: Option<u64>,
     pub(crate) owner: Option<MemoryOwner>,
+    pub(crate) ownership: Ownership,
 }
 
 // SAFETY: `BufferMemory` only describes memory; the constructors' contracts make the memory usable
@@ -140,11 +141,47 @@ impl BufferMemory {
         owner: MemoryOwner,
     ) -> BufferMemory {
         BufferMemory {
-            addr,
-            len,
-            kind,
-            phys,
             owner: Some(owner),
+            ownership: Ownership::Owned,
+            // SAFETY: the caller upholds `external`'s contract, which `owned`'s implies.
+            ..unsafe { BufferMemory::external(addr, len, kind, phys) }
+        }
+    }
+
+    /// Memory that someone else owns and lends to the pool: the pool never frees it, and drops
+    /// `lender` (handing the memory back, for example to a list of free regions) exactly once,
+    /// when the buffer is removed or the pool is gone. The buffer's ownership is
+    /// [`Ownership::External`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferMemory, MemoryKind, Ownership};
+    ///
+    /// let storage: &'static mut [u8] = Box::leak(vec![0u8; 64].into_boxed_slice());
+    /// // SAFETY: the leaked storage lives forever and only the pool touches it.
+    /// let memory = unsafe {
+    ///     BufferMemory::lent(storage.as_mut_ptr(), 64, MemoryKind::ScanOut, None, Box::new(()))
+    /// };
+    /// assert_eq!(memory.ownership(), Ownership::External);
+    /// ```
+    ///
+    /// # Safety
+    ///
+    /// As for [`BufferMemory::owned`]: `addr` must point to `len` bytes that stay valid until
+    /// `lender` is dropped and that nothing but the pool accesses meanwhile; if `kind` is
+    /// host-accessible they must be readable and writable by this process.
+    pub unsafe fn lent(
+        addr: *mut u8,
+        len: usize,
+        kind: MemoryKind,
+        phys: Option<u64>,
+        lender: MemoryOwner,
+    ) -> BufferMemory {
+        BufferMemory {
+            owner: Some(lender),
+            // SAFETY: the caller upholds `external`'s contract, which `lent`'s implies.
+            ..unsafe { BufferMemory::external(addr, len, kind, phys) }
         }
     }
 
@@ -167,6 +204,7 @@ impl BufferMemory {
             kind,
             phys,
             owner: None,
+            ownership: Ownership::External,
         }
     }
 
@@ -182,11 +220,7 @@ impl BufferMemory {
 
     /// Who frees the memory.
     pub fn ownership(&self) -> Ownership {
-        if self.owner.is_some() {
-            Ownership::Owned
-        } else {
-            Ownership::External
-        }
+        self.ownership
     }
 }
 
