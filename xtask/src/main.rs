@@ -1,7 +1,11 @@
 //! Project automation. `cargo xtask ci` runs every check CI runs, in order, and stops at the
 //! first failure with a line saying what to fix. `cargo xtask stress` runs the multi-process
-//! torture tests at full length (10,000 kills, 2,000 corrupt segments).
+//! torture tests at full length (10,000 kills, 2,000 corrupt segments). `cargo xtask vm-test`
+//! runs the display backend's tests against real kernel drivers in a QEMU VM (also part of `ci`).
 
+mod vm;
+
+use std::path::PathBuf;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
@@ -11,13 +15,24 @@ struct Step {
     args: Vec<&'static str>,
     env: &'static [(&'static str, &'static str)],
     fix: &'static str,
-    /// Whether the cargo command builds test binaries (`--no-run --message-format=json`) that
-    /// then run under valgrind.
-    valgrind: bool,
+    /// What runs the test binaries the cargo command built, if it only builds them
+    /// (`--no-run --message-format=json`).
+    then: Then,
 }
 
-/// Clippy runs on each feature set a user can build. The facade has no optional backend yet;
-/// each backend issue adds its feature set here.
+/// Where built test binaries run.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Then {
+    /// Nothing: the cargo command is the whole step.
+    Done,
+    /// Under valgrind's memcheck, one by one.
+    Valgrind,
+    /// In a VM with real display drivers ([`vm`]).
+    Vm,
+}
+
+/// Clippy runs on each feature set a user can build: the default members (which include the
+/// display backend, through `bufpool`) and everything (the FFmpeg backend, `bytes`).
 const CLIPPY_FEATURE_SETS: &[&[&str]] = &[
     &["--workspace", "--all-targets"],
     &["--workspace", "--all-targets", "--all-features"],
@@ -33,7 +48,7 @@ fn plan() -> Vec<Step> {
         args: vec!["fmt", "--all", "--check"],
         env: &[],
         fix: "run `cargo fmt --all` and commit the result",
-        valgrind: false,
+        then: Then::Done,
     }];
     for set in CLIPPY_FEATURE_SETS {
         let mut args = vec!["clippy", "--locked"];
@@ -44,7 +59,7 @@ fn plan() -> Vec<Step> {
             args,
             env: &[],
             fix: "fix the lints above (clippy runs with -D warnings)",
-            valgrind: false,
+            then: Then::Done,
         });
     }
     steps.extend([
@@ -53,14 +68,14 @@ fn plan() -> Vec<Step> {
             args: vec!["test", "--workspace", "--all-features", "--locked"],
             env: &[],
             fix: "fix the failing tests above (rerun one with `cargo test -p CRATE --test NAME`)",
-            valgrind: false,
+            then: Then::Done,
         },
         Step {
             title: "loom model check of the queue and the wake-up protocol".into(),
             args: vec!["test", "-p", "buffer-core", "--release", "--lib", "--locked", "loom"],
             env: &[("RUSTFLAGS", "--cfg loom"), ("CARGO_TARGET_DIR", "target/loom")],
             fix: "an interleaving broke an invariant of the queue or the wake-up protocol: loom printed the failing schedule above",
-            valgrind: false,
+            then: Then::Done,
         },
         Step {
             title: "valgrind over the FFmpeg backend's tests: no leak, no invalid access".into(),
@@ -80,14 +95,15 @@ fn plan() -> Vec<Step> {
                 ("CARGO_TARGET_DIR", "target/valgrind"),
             ],
             fix: "valgrind found a leak or an invalid access in the FFmpeg backend: its report is above",
-            valgrind: true,
+            then: Then::Valgrind,
         },
+        vm_step(),
         Step {
             title: "documentation".into(),
             args: vec!["doc", "--workspace", "--no-deps", "--all-features", "--locked"],
             env: &[("RUSTDOCFLAGS", "-D warnings")],
             fix: "fix the rustdoc warnings above (broken links, missing docs)",
-            valgrind: false,
+            then: Then::Done,
         },
         Step {
             title: "packaging of every publishable crate".into(),
@@ -95,10 +111,31 @@ fn plan() -> Vec<Step> {
             // Verification builds of their own, cleared before each run (`forget_packaged_sources`).
             env: &[("CARGO_TARGET_DIR", PACKAGE_TARGET_DIR)],
             fix: "make each crate package on its own: path dependencies need a version, files must lie inside the crate",
-            valgrind: false,
+            then: Then::Done,
         },
     ]);
     steps
+}
+
+/// The display backend's tests, built static for the VM and run there against real drivers.
+fn vm_step() -> Step {
+    Step {
+        title: "display backend against real kernel drivers in a VM (bochs-drm, vgem, fbdev)"
+            .into(),
+        args: vec![
+            "test",
+            "-p",
+            "allocator-fb",
+            "--target",
+            vm::MUSL_TARGET,
+            "--locked",
+            "--no-run",
+            "--message-format=json",
+        ],
+        env: &[],
+        fix: "a display test failed in the VM (or the VM did not boot): the guest's console is above, lines prefixed `vm | `",
+        then: Then::Vm,
+    }
 }
 
 /// The long runs of the torture tests, which `ci` runs at a length that fits its time budget.
@@ -117,7 +154,7 @@ fn stress_plan() -> Vec<Step> {
             ],
             env: &[("BUFPOOL_KILL_ROUNDS", "10000")],
             fix: "a killed process's buffers were not reclaimed exactly: the failing round's seed is printed above",
-            valgrind: false,
+            then: Then::Done,
         },
         Step {
             title: "corrupt segments, 2,000 cases".into(),
@@ -132,7 +169,7 @@ fn stress_plan() -> Vec<Step> {
             ],
             env: &[("BUFPOOL_CORRUPT_CASES", "2000")],
             fix: "a corrupt segment crashed or hung the attaching process: proptest printed the mutation above",
-            valgrind: false,
+            then: Then::Done,
         },
     ]
 }
@@ -142,9 +179,10 @@ fn main() -> ExitCode {
     match args.first().map(String::as_str) {
         Some("ci") => run("ci", plan()),
         Some("stress") => run("stress", stress_plan()),
+        Some("vm-test") => run("vm-test", vec![vm_step()]),
         _ => {
             eprintln!(
-                "usage: cargo xtask ci|stress\n\n  ci        formatting, clippy on every feature set, tests, doc tests, loom, docs, packaging\n  stress    the multi-process torture tests at full length"
+                "usage: cargo xtask ci|stress|vm-test\n\n  ci        formatting, clippy on every feature set, tests, doc tests, loom, VM tests, docs, packaging\n  stress    the multi-process torture tests at full length\n  vm-test   the display backend's tests against real kernel drivers in a QEMU VM"
             );
             ExitCode::from(2)
         }
@@ -163,7 +201,10 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         );
         return ExitCode::FAILURE;
     }
-    if let Err(message) = ensure_rust_components().and_then(|()| ensure_system_packages()) {
+    if let Err(message) = ensure_rust_components()
+        .and_then(|()| ensure_musl_target())
+        .and_then(|()| ensure_system_packages())
+    {
         eprintln!("xtask {name}: {message}");
         return ExitCode::FAILURE;
     }
@@ -176,13 +217,13 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         }
         println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
         let step_started = Instant::now();
-        let outcome = if step.valgrind {
-            run_under_valgrind(&step)
-        } else {
-            Command::new(cargo())
+        let outcome = match step.then {
+            Then::Done => Command::new(cargo())
                 .args(&step.args)
                 .envs(step.env.iter().copied())
-                .status()
+                .status(),
+            Then::Valgrind => run_under_valgrind(&step),
+            Then::Vm => run_in_vm(&step),
         };
         match outcome {
             Ok(status) if status.success() => {
@@ -211,32 +252,86 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// Builds the test binaries `step` names: their paths, or the failed build's status.
+fn build_tests(step: &Step) -> std::io::Result<Result<Vec<PathBuf>, std::process::ExitStatus>> {
+    build_executables(&step.args, step.env, true)
+}
+
+/// Runs the cargo build command `args` (with `--message-format=json`) and returns the
+/// executables it built (only test binaries when `tests`), or the failed build's status.
+fn build_executables(
+    args: &[&str],
+    env: &[(&str, &str)],
+    tests: bool,
+) -> std::io::Result<Result<Vec<PathBuf>, std::process::ExitStatus>> {
+    let built = Command::new(cargo())
+        .args(args)
+        .envs(env.iter().copied())
+        .stderr(std::process::Stdio::inherit())
+        .output()?;
+    if !built.status.success() {
+        return Ok(Err(built.status));
+    }
+    // One JSON message per line; binaries are the artifacts with an "executable".
+    Ok(Ok(String::from_utf8_lossy(&built.stdout)
+        .lines()
+        .filter(|line| {
+            line.contains("\"reason\":\"compiler-artifact\"")
+                && (!tests || line.contains("\"test\":true"))
+        })
+        .filter_map(|line| {
+            let rest = &line[line.find("\"executable\":\"")? + "\"executable\":\"".len()..];
+            Some(PathBuf::from(&rest[..rest.find('"')?]))
+        })
+        .collect()))
+}
+
+/// Builds the test binaries `step` names and runs them in the VM; the status says whether all
+/// passed.
+fn run_in_vm(step: &Step) -> std::io::Result<std::process::ExitStatus> {
+    let executables = match build_tests(step)? {
+        Ok(executables) => executables,
+        Err(status) => return Ok(status),
+    };
+    // The CLI too, for `bufpool demo --display` on the VM's display.
+    let cli = [
+        "build",
+        "-p",
+        "bufpool",
+        "--target",
+        vm::MUSL_TARGET,
+        "--locked",
+        "--message-format=json",
+    ];
+    let bufpool = match build_executables(&cli, &[], false)? {
+        Ok(built) => built.into_iter().find(|path| path.ends_with("bufpool")),
+        Err(status) => return Ok(status),
+    };
+    let Some(bufpool) = bufpool else {
+        eprintln!("==> VM: cargo built no bufpool binary");
+        return Ok(std::os::unix::process::ExitStatusExt::from_raw(1 << 8));
+    };
+    let code = match vm::run(&executables, &bufpool) {
+        Ok(()) => 0,
+        Err(message) => {
+            eprintln!("==> VM: {message}");
+            1
+        }
+    };
+    Ok(std::os::unix::process::ExitStatusExt::from_raw(code << 8))
+}
+
 /// Builds the test binaries `step` names, then runs each under valgrind's memcheck: any invalid
 /// read or write, and any definite or indirect leak, fails the step. Returns the first failing
 /// status (or the last one).
 fn run_under_valgrind(step: &Step) -> std::io::Result<std::process::ExitStatus> {
-    let built = Command::new(cargo())
-        .args(&step.args)
-        .envs(step.env.iter().copied())
-        .stderr(std::process::Stdio::inherit())
-        .output()?;
-    if !built.status.success() {
-        return Ok(built.status);
-    }
-    // One JSON message per line; test binaries are the artifacts with an "executable".
-    let executables: Vec<String> = String::from_utf8_lossy(&built.stdout)
-        .lines()
-        .filter(|line| {
-            line.contains("\"reason\":\"compiler-artifact\"") && line.contains("\"test\":true")
-        })
-        .filter_map(|line| {
-            let rest = &line[line.find("\"executable\":\"")? + "\"executable\":\"".len()..];
-            Some(rest[..rest.find('"')?].to_owned())
-        })
-        .collect();
-    let mut last = built.status;
+    let executables = match build_tests(step)? {
+        Ok(executables) => executables,
+        Err(status) => return Ok(status),
+    };
+    let mut last = std::os::unix::process::ExitStatusExt::from_raw(0);
     for executable in executables {
-        println!("==> valgrind {executable}");
+        println!("==> valgrind {}", executable.display());
         last = Command::new("valgrind")
             .args([
                 "--leak-check=full",
@@ -301,8 +396,8 @@ fn cargo() -> String {
 }
 
 /// Debian packages the build needs and cargo cannot install: FFmpeg's development libraries
-/// (for `allocator-avframe`), libclang and pkg-config to generate and find its bindings, and
-/// valgrind to check it.
+/// (for `allocator-avframe`), libclang and pkg-config to generate and find its bindings,
+/// valgrind to check it, and QEMU with a static busybox for the VM tests of `allocator-fb`.
 const SYSTEM_PACKAGES: &[&str] = &[
     "libavcodec-dev",
     "libavformat-dev",
@@ -311,7 +406,17 @@ const SYSTEM_PACKAGES: &[&str] = &[
     "libclang-dev",
     "pkg-config",
     "valgrind",
+    "qemu-system-x86",
+    "busybox-static",
 ];
+
+/// Whether this process runs as root (and so may install packages).
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
 
 /// Installs the missing [`SYSTEM_PACKAGES`] with apt-get when running as root; otherwise fails
 /// with the exact command to run.
@@ -335,11 +440,7 @@ fn ensure_system_packages() -> Result<(), String> {
         "apt-get update && apt-get install -y --no-install-recommends {}",
         missing.join(" ")
     );
-    let root = Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0");
-    if !root {
+    if !is_root() {
         return Err(format!(
             "the system packages {} are missing; install them with `sudo sh -c '{install}'`",
             missing.join(", ")
@@ -389,6 +490,35 @@ fn ensure_rust_components() -> Result<(), String> {
             "the rust components {} are missing and rustup could not add them; run `rustup component add {}`",
             missing.join(", "),
             missing.join(" ")
+        ))
+    }
+}
+
+/// The VM tests' static binaries need the musl target's standard library, a rustup target that
+/// cargo cannot install: add it if missing.
+fn ensure_musl_target() -> Result<(), String> {
+    let installed = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .is_ok_and(|out| {
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .any(|t| t == vm::MUSL_TARGET)
+        });
+    if installed {
+        return Ok(());
+    }
+    println!("==> installing the rust target {}", vm::MUSL_TARGET);
+    let added = Command::new("rustup")
+        .args(["target", "add", vm::MUSL_TARGET])
+        .status()
+        .is_ok_and(|status| status.success());
+    if added {
+        Ok(())
+    } else {
+        Err(format!(
+            "the rust target {0} is missing and rustup could not add it; run `rustup target add {0}`",
+            vm::MUSL_TARGET
         ))
     }
 }
