@@ -294,6 +294,14 @@ pub fn create_by_name(name: &str) -> Result<AllocatorFacade, CreateAllocatorErro
 #[cfg(feature = "avframe")]
 pub use allocator_avframe as avframe;
 
+/// The display backend (feature `fb`): pools of scan-out memory
+/// ([`RegionBackend`](allocator_fb::RegionBackend) over regions someone else mapped,
+/// [`FbBackend`](allocator_fb::FbBackend) over `/dev/fbN` pages,
+/// [`DumbBackend`](allocator_fb::DumbBackend) over DRM dumb buffers) and a
+/// [`Presenter`](allocator_fb::Presenter) that shows filled buffers by panning or page flips.
+#[cfg(feature = "fb")]
+pub use allocator_fb as fb;
+
 /// The README's example, compiled and run as a doc test so that it cannot go stale.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]

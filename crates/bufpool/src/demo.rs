@@ -11,11 +11,13 @@ use std::time::{Duration, Instant};
 use buffer_core::{BufferPool, PixelFormat, PoolConfig, ReceiveError, VideoFormat, Wait};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{alloc_count, pattern};
+use crate::{alloc_count, display, pattern};
 
 /// Frames the producer handles before its allocations are counted (first-touch page faults and
 /// the like happen here).
 const WARM_UP_FRAMES: u64 = 4;
+/// The port the display thread reads (with `--display`).
+const DISPLAY_PORT: &str = "display";
 /// Pixels each consumer checks against the pattern, per frame.
 const SPOT_CHECKS: u32 = 64;
 
@@ -43,6 +45,10 @@ pub struct DemoArgs {
     /// Do not kill a consumer partway through.
     #[arg(long)]
     no_kill: bool,
+    /// Also show the frames on screen: on the first DRM card with a connected display, else on
+    /// /dev/fb0 (the producer then runs at the display's pace).
+    #[arg(long)]
+    display: bool,
     /// A video file to decode into the pool (with the `avframe` feature; without a file, a
     /// test clip is encoded in-process).
     #[cfg(feature = "avframe")]
@@ -189,19 +195,22 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
     if args.consumers == 0 || args.buffers == 0 || args.width == 0 || args.height == 0 {
         return Err("--consumers, --buffers, --width and --height must be at least 1".into());
     }
-    if args.consumers as usize > buffer_core::MAX_PORTS {
-        return Err(format!("--consumers can be at most {}", buffer_core::MAX_PORTS).into());
+    let max_consumers = buffer_core::MAX_PORTS - usize::from(args.display);
+    if args.consumers as usize > max_consumers {
+        return Err(format!("--consumers can be at most {max_consumers}").into());
     }
+    let screen = args.display.then(display::Screen::open).transpose()?;
     let mut source = Source::new(args)?;
     let frame_bytes = source.buffer_bytes()?;
     let ports: Vec<String> = (0..args.consumers)
         .map(|i| format!("consumer-{i}"))
         .collect();
+    let display_port = screen.is_some().then(|| DISPLAY_PORT.to_owned());
     let segment = format!("demo-{}", std::process::id());
     let config = PoolConfig::new("demo")
         .with_category("video")
         .with_capacity(args.buffers)
-        .with_ports(ports.clone())
+        .with_ports(ports.iter().chain(&display_port).cloned())
         // A port as deep as the pool never refuses a frame: a slow consumer slows the producer
         // down instead of missing frames (a dead one is reclaimed).
         .with_port_depth(args.buffers.next_power_of_two().max(2));
@@ -217,8 +226,14 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
         .iter()
         .map(|port| start_consumer(&segment, port, source.kind()))
         .collect::<Result<Vec<_>, _>>()?;
+    let shower = screen.zip(display_port).map(|(screen, port)| {
+        println!("showing every frame on {}", screen.describe());
+        display::spawn(screen, pool.clone(), port)
+    });
     let targets = ports
         .iter()
+        .map(String::as_str)
+        .chain(shower.is_some().then_some(DISPLAY_PORT))
         .map(|port| pool.port(port))
         .collect::<Result<Vec<_>, _>>()?;
 
@@ -262,6 +277,10 @@ pub fn run(args: &DemoArgs) -> Result<(), Box<dyn Error>> {
         .iter_mut()
         .map(finish_consumer)
         .collect::<Result<Vec<_>, _>>()?;
+    if let Some(shower) = shower {
+        let shown = shower.join().map_err(|_| "the display thread panicked")??;
+        println!("displayed {shown} frames");
+    }
     summarise(
         args,
         &pool,

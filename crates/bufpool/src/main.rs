@@ -13,6 +13,7 @@ mod alloc_count;
 #[cfg(feature = "avframe")]
 mod decoded;
 mod demo;
+mod display;
 mod inspect;
 mod pattern;
 mod stats;

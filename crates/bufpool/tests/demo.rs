@@ -107,6 +107,41 @@ fn bad_arguments_are_refused_with_a_reason() {
     assert!(stderr.contains("at most 16"), "{stderr}");
 }
 
+#[test]
+fn display_shows_frames_or_says_why_it_cannot() {
+    let devices = ["/dev/dri/card0", "/dev/fb0"];
+    let (ok, stdout, stderr) = run_demo(&[
+        "--display",
+        "--frames",
+        "24",
+        "--consumers",
+        "1",
+        "--width",
+        "320",
+        "--height",
+        "180",
+        "--no-kill",
+    ]);
+    if devices.iter().any(|d| std::path::Path::new(d).exists()) {
+        assert!(ok, "{stdout}\n{stderr}");
+        assert!(stdout.contains("showing every frame on"), "{stdout}");
+        assert!(
+            summary_value(&stdout, "displayed").ends_with("frames"),
+            "{stdout}"
+        );
+    } else {
+        assert!(!ok, "{stdout}");
+        assert!(
+            stderr.contains("--display found no usable display device"),
+            "{stderr}"
+        );
+        assert!(
+            stderr.contains("/dev/fb0: no framebuffer device at /dev/fb0"),
+            "{stderr}"
+        );
+    }
+}
+
 #[cfg(feature = "avframe")]
 #[test]
 fn the_demo_decodes_a_clip_into_shared_memory_for_every_consumer() {
