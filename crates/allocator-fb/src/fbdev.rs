@@ -402,19 +402,66 @@ impl ScanOut for FbScanOut {
             ..var
         };
         fbdev_sys::pan_display(&device.file, pan).map_err(|source| {
-            if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
-                PresentError::PanRefused {
-                    yoffset,
-                    virtual_height: var.yres_virtual,
-                    ypanstep: self.screen.info.ypanstep,
-                    source,
-                }
-            } else {
-                PresentError::Device {
-                    action: "pan the display",
-                    source,
-                }
-            }
+            pan_error(yoffset, var.yres_virtual, self.screen.info.ypanstep, source)
         })
+    }
+}
+
+/// The error for a pan to line `yoffset` that the driver refused with `source`: EINVAL means
+/// the line is beyond what it offers.
+fn pan_error(yoffset: u32, virtual_height: u32, ypanstep: u16, source: io::Error) -> PresentError {
+    if source.raw_os_error() == Some(rustix::io::Errno::INVAL.raw_os_error()) {
+        PresentError::PanRefused {
+            yoffset,
+            virtual_height,
+            ypanstep,
+            source,
+        }
+    } else {
+        PresentError::Device {
+            action: "pan the display",
+            source,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_pan_says_what_to_do() {
+        let einval = io::Error::from_raw_os_error(rustix::io::Errno::INVAL.raw_os_error());
+        let err = pan_error(1600, 1600, 1, einval);
+        assert!(
+            matches!(err, PresentError::PanRefused { yoffset: 1600, .. }),
+            "{err}"
+        );
+        assert!(err.to_string().contains("FbBackend::pages"), "{err}");
+        let eio = io::Error::from_raw_os_error(rustix::io::Errno::IO.raw_os_error());
+        assert!(matches!(
+            pan_error(0, 800, 1, eio),
+            PresentError::Device { .. }
+        ));
+    }
+
+    #[test]
+    fn pages_follow_the_virtual_height_and_the_memory() {
+        let info = |virtual_height, memory_len| FbInfo {
+            id: "test".into(),
+            width: 640,
+            height: 480,
+            virtual_height,
+            bits_per_pixel: 32,
+            format: Some(PixelFormat::Xrgb8888),
+            stride: 2560,
+            phys_start: 0,
+            memory_len,
+            ypanstep: 1,
+        };
+        assert_eq!(info(960, 2560 * 960).pages(), 2);
+        assert_eq!(info(1440, 2560 * 960).pages(), 2, "limited by memory");
+        assert_eq!(info(480, 2560 * 480).pages(), 1);
+        assert_eq!(info(480, 100).pages(), 0, "not even one page of memory");
     }
 }
