@@ -30,13 +30,13 @@ use crate::process::{MAX_PROCESSES, ProcessEntry};
 use crate::queue::{QueueCell, QueueCtrl, QueueRef, cells_for};
 use crate::region::{REGION_ALIGN, Region};
 use crate::shm_safe::{CachePadded, ShmSafe};
-use crate::slot::{NO_OFFSET, Slot, SlotState, SlotWord};
+use crate::slot::{FOREIGN, NO_OFFSET, Slot, SlotState, SlotWord};
 use crate::wait::WaitWord;
 
 /// `b"BUFPOOL2"`: marks an initialised block.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"BUFPOOL2");
 /// Version of this layout; bumped on any change to the structures in a block.
-pub(crate) const LAYOUT_VERSION: u32 = 4;
+pub(crate) const LAYOUT_VERSION: u32 = 5;
 /// Longest pool name in bytes.
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest category in bytes.
@@ -378,11 +378,17 @@ impl Block {
                     what: format!("slot {index}: a buffer outside the segment"),
                 });
             }
+            // A foreign buffer's memory lies elsewhere; the segment holds its share token.
+            let span = if slot.flags.load(Ordering::Relaxed) & FOREIGN != 0 {
+                crate::SHARE_TOKEN_LEN as u64
+            } else {
+                size
+            };
             let fits = offset >= layout.len as u64
                 && offset.is_multiple_of(BUFFER_ALIGN)
                 && size > 0
                 && offset
-                    .checked_add(size)
+                    .checked_add(span)
                     .is_some_and(|end| end <= region.len() as u64);
             if !fits {
                 return Err(AttachError::Corrupt {

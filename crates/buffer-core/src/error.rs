@@ -562,6 +562,20 @@ pub enum AttachError {
         /// What.
         what: String,
     },
+    /// The pool's buffers are memory each process opens itself (device memory shared by
+    /// handle), and this one is host-accessible, so attaching without opening it is refused.
+    #[error(
+        "the pool's buffers are memory each process opens itself: attach with the backend that made the pool (BufferPool::attach_foreign)"
+    )]
+    NeedsOpener,
+    /// Opening one foreign buffer failed.
+    #[error("cannot open buffer {index} of the pool: {reason}")]
+    Open {
+        /// The buffer's slot.
+        index: u32,
+        /// Why, as the opener said.
+        reason: String,
+    },
     /// Every process slot of the pool is taken by a live process.
     #[error("{max} processes are attached to the pool already; detach one first")]
     TooManyProcesses {

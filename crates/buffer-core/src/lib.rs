@@ -65,6 +65,7 @@ mod block;
 mod bytes_interop;
 #[cfg(not(loom))]
 mod error;
+mod foreign;
 #[cfg(not(loom))]
 mod guard;
 #[cfg(not(loom))]
@@ -107,6 +108,7 @@ pub use self::{
         Holders, HostAccessError, InjectError, PortError, Queue, ReceiveError, RedeemError,
         RemoveError, SegmentError, SegmentNameError, SlotStateName, SubscribeError,
     },
+    foreign::{ForeignBuffer, ForeignToken, Opener, SHARE_TOKEN_LEN},
     guard::{PortGuard, ReadGuard, WriteGuard},
     hold::BufferHold,
     ids::{BufferId, PoolId},

@@ -29,6 +29,12 @@ pub enum MemoryKind {
     ScanOut,
     /// The data planes of an FFmpeg `AVFrame`.
     AvFrame,
+    /// Page-locked host memory that a device reaches by DMA (CUDA pinned memory); the CPU reads
+    /// and writes it like any host memory.
+    PinnedHost {
+        /// The device whose driver pinned it.
+        ordinal: u32,
+    },
 }
 
 impl MemoryKind {
@@ -46,6 +52,7 @@ impl MemoryKind {
             MemoryKind::Device { ordinal } => 2 | (ordinal << 8),
             MemoryKind::ScanOut => 3,
             MemoryKind::AvFrame => 4,
+            MemoryKind::PinnedHost { ordinal } => 5 | (ordinal << 8),
         }
     }
 
@@ -58,6 +65,7 @@ impl MemoryKind {
             1 => MemoryKind::SharedHost,
             3 => MemoryKind::ScanOut,
             4 => MemoryKind::AvFrame,
+            5 => MemoryKind::PinnedHost { ordinal: word >> 8 },
             _ => MemoryKind::Device { ordinal: word >> 8 },
         }
     }
@@ -71,6 +79,9 @@ impl fmt::Display for MemoryKind {
             MemoryKind::Device { ordinal } => write!(f, "device memory (device {ordinal})"),
             MemoryKind::ScanOut => f.write_str("scan-out memory"),
             MemoryKind::AvFrame => f.write_str("AVFrame memory"),
+            MemoryKind::PinnedHost { ordinal } => {
+                write!(f, "pinned host memory (device {ordinal})")
+            }
         }
     }
 }

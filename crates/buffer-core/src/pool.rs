@@ -25,7 +25,7 @@ use crate::port::{DEFAULT_PORT_DEPTH, MAX_PORT_NAME_LEN};
 use crate::process::{Identity, ProcessRecord};
 use crate::region::{REGION_ALIGN, Region};
 use crate::segment::{DEFAULT_SEGMENT_MODE, Segment, SegmentName, mode_is_safe};
-use crate::slot::{NO_OFFSET, ONE_TIME, Slot, SlotState, SlotWord};
+use crate::slot::{FOREIGN, NO_OFFSET, ONE_TIME, Slot, SlotState, SlotWord};
 use crate::wait::{Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
 use crate::{Buffer, BufferId, MemoryKind, Ownership, PoolId};
 
@@ -197,7 +197,7 @@ impl PoolConfig {
         Ok(())
     }
 
-    fn shape(&self) -> Shape {
+    pub(crate) fn shape(&self) -> Shape {
         Shape {
             capacity: self.capacity,
             ports: self.ports.len().try_into().unwrap_or(u32::MAX),
@@ -205,7 +205,7 @@ impl PoolConfig {
         }
     }
 
-    fn validate(&self) -> Result<(), CreatePoolError> {
+    pub(crate) fn validate(&self) -> Result<(), CreatePoolError> {
         if self.capacity == 0 || self.capacity > crate::MAX_CAPACITY {
             return Err(CreatePoolError::Capacity {
                 capacity: self.capacity,
@@ -319,14 +319,14 @@ pub(crate) struct PoolInner {
     name: Arc<str>,
     category: Arc<str>,
     /// Each slot's memory address in this process (null while vacant).
-    addrs: Box<[AtomicPtr<u8>]>,
+    pub(crate) addrs: Box<[AtomicPtr<u8>]>,
     /// Each slot's length in this process: set when a buffer is added, or (shared pools) read
     /// once when attaching, after checking that the buffer lies inside the segment, so that a
     /// later change of the block by another process cannot make a slice longer.
-    lens: Box<[AtomicUsize]>,
+    pub(crate) lens: Box<[AtomicUsize]>,
     /// Each slot's memory owner, dropped when the buffer leaves the pool. Touched only when
     /// buffers are added or removed, never on the acquire/release path.
-    owners: Mutex<Vec<Option<MemoryOwner>>>,
+    pub(crate) owners: Mutex<Vec<Option<MemoryOwner>>>,
     /// Set once the pool is destroyed: buffers then leave the pool as soon as they are released.
     destroyed: AtomicBool,
     /// For one-time buffers whose planes lie in separate allocations: each plane's allocation
@@ -407,10 +407,10 @@ pub struct PoolOwner {
 }
 
 /// Where a new block goes, and what it is called there.
-struct Placement {
-    region: Region,
-    segment: Option<SegmentName>,
-    pool_id: PoolId,
+pub(crate) struct Placement {
+    pub(crate) region: Region,
+    pub(crate) segment: Option<SegmentName>,
+    pub(crate) pool_id: PoolId,
 }
 
 impl BufferPool {
@@ -487,6 +487,17 @@ impl BufferPool {
     /// The pool is detached when the last clone of the handle is dropped. Buffers this process
     /// still holds then (ids it detached and nobody redeemed) go back to the pool.
     pub fn attach(segment: &str) -> Result<BufferPool, AttachError> {
+        BufferPool::attach_opening(segment, None)
+    }
+
+    /// [`BufferPool::attach`], opening foreign buffers (see
+    /// [`BufferPool::create_shared_foreign`]) with `open`; without an opener, foreign buffers of
+    /// memory the host cannot access stay unmapped in this process and host-accessible ones
+    /// refuse the attachment.
+    pub(crate) fn attach_opening(
+        segment: &str,
+        mut open: Option<&mut crate::foreign::Opener<'_>>,
+    ) -> Result<BufferPool, AttachError> {
         let name = SegmentName::new(segment).map_err(AttachError::Name)?;
         let region = Segment::open(&name)?;
         let block = Block::attach(region)?;
@@ -508,6 +519,12 @@ impl BufferPool {
             if offset == NO_OFFSET {
                 continue;
             }
+            if slot.flags.load(Ordering::Relaxed) & FOREIGN != 0 {
+                // SAFETY: `offset + SHARE_TOKEN_LEN <= region.len()` (checked in `Block::attach`).
+                let token = unsafe { base.add(offset as usize) };
+                crate::foreign::open_foreign(&pool, index as u32, token, open.as_deref_mut())?;
+                continue;
+            }
             // `Block::attach` checked that the buffer lies inside the segment.
             let size = slot.size.load(Ordering::Relaxed) as usize;
             // SAFETY: `offset + size <= region.len()` (checked in `Block::attach`).
@@ -521,7 +538,7 @@ impl BufferPool {
 
     /// Initialises a new block in `placement` and makes the owner's handle; `fill` adds the
     /// initial buffers before anyone else can see the pool.
-    fn init(
+    pub(crate) fn init(
         config: &PoolConfig,
         layout: BlockLayout,
         placement: Placement,
@@ -1081,7 +1098,7 @@ impl BufferPool {
     }
 
     /// Records a new buffer in slot `index` (claimed for injection) and queues it.
-    fn publish_new_buffer(
+    pub(crate) fn publish_new_buffer(
         &self,
         index: u32,
         generation: u32,

@@ -169,6 +169,9 @@ impl SlotWord {
 const NO_PHYS: u64 = u64::MAX;
 /// [`Slot::flags`] bit: the buffer leaves the pool when released.
 pub(crate) const ONE_TIME: u32 = 1;
+/// [`Slot::flags`] bit: each process maps the buffer's memory itself, opening it from the share
+/// token stored at [`Slot::data_offset`] (`SHARE_TOKEN_LEN` bytes in the segment).
+pub(crate) const FOREIGN: u32 = 2;
 
 /// Marks process-local memory in [`Slot::data_offset`].
 pub(crate) const NO_OFFSET: u64 = u64::MAX;
@@ -372,5 +375,15 @@ mod tests {
             slot.describe(),
             (8, MemoryKind::ScanOut, Ownership::Owned, Some(0xfd00_0000))
         );
+        for kind in [
+            MemoryKind::Host,
+            MemoryKind::SharedHost,
+            MemoryKind::AvFrame,
+            MemoryKind::PinnedHost { ordinal: 7 },
+            MemoryKind::Device { ordinal: 0 },
+        ] {
+            slot.set_description(1, kind, Ownership::Owned, None);
+            assert_eq!(slot.describe().1, kind);
+        }
     }
 }
