@@ -3,6 +3,7 @@
 //! torture tests at full length (10,000 kills, 2,000 corrupt segments). `cargo xtask vm-test`
 //! runs the display backend's tests against real kernel drivers in a QEMU VM (also part of `ci`).
 
+mod gpu;
 mod vm;
 
 use std::path::PathBuf;
@@ -180,9 +181,22 @@ fn main() -> ExitCode {
         Some("ci") => run("ci", plan()),
         Some("stress") => run("stress", stress_plan()),
         Some("vm-test") => run("vm-test", vec![vm_step()]),
+        Some("gpu-bundle") => match gpu::bundle() {
+            Ok(files) => {
+                println!(
+                    "xtask gpu-bundle: {} binaries and run.sh in device-bin/; on a GPU machine run `sh device-bin/run.sh`",
+                    files.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(message) => {
+                eprintln!("xtask gpu-bundle: {message}");
+                ExitCode::FAILURE
+            }
+        },
         _ => {
             eprintln!(
-                "usage: cargo xtask ci|stress|vm-test\n\n  ci        formatting, clippy on every feature set, tests, doc tests, loom, VM tests, docs, packaging\n  stress    the multi-process torture tests at full length\n  vm-test   the display backend's tests against real kernel drivers in a QEMU VM"
+                "usage: cargo xtask ci|stress|vm-test|gpu-bundle\n\n  ci        formatting, clippy on every feature set, tests, doc tests, loom, VM tests, docs, packaging\n  stress    the multi-process torture tests at full length\n  vm-test   the display backend's tests against real kernel drivers in a QEMU VM\n  gpu-bundle  the CUDA backend's test and bench binaries in device-bin/, for a GPU machine"
             );
             ExitCode::from(2)
         }

@@ -302,6 +302,14 @@ pub use allocator_avframe as avframe;
 #[cfg(feature = "fb")]
 pub use allocator_fb as fb;
 
+/// The CUDA backend (feature `cuda`): pools of device memory
+/// ([`DeviceBackend`](allocator_cuda::DeviceBackend)) and pinned host memory
+/// ([`PinnedBackend`](allocator_cuda::PinnedBackend)), copies between pool buffers on a
+/// [`CudaStream`](allocator_cuda::CudaStream), and device pools shared between processes
+/// ([`DeviceIpcPool`](allocator_cuda::DeviceIpcPool)).
+#[cfg(feature = "cuda")]
+pub use allocator_cuda as cuda;
+
 /// The README's example, compiled and run as a doc test so that it cannot go stale.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
