@@ -65,6 +65,7 @@ mod block;
 mod bytes_interop;
 #[cfg(not(loom))]
 mod error;
+#[cfg(not(loom))]
 mod foreign;
 #[cfg(not(loom))]
 mod guard;
