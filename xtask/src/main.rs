@@ -460,17 +460,27 @@ fn ensure_system_packages() -> Result<(), String> {
             missing.join(", ")
         ));
     }
-    println!("==> installing system packages: {}", missing.join(" "));
-    let installed = Command::new("sh")
+    let mut command = Command::new("sh");
+    command
         .args(["-c", &install])
-        .env("DEBIAN_FRONTEND", "noninteractive")
-        .status()
-        .is_ok_and(|status| status.success());
-    if installed {
+        .env("DEBIAN_FRONTEND", "noninteractive");
+    run_installer("system packages", &missing, command, &install)
+}
+
+/// Runs `command`, which installs `missing` (`what`: "system packages", ...); when it fails, the
+/// error names them and the command to run by hand, `manual`.
+fn run_installer(
+    what: &str,
+    missing: &[&str],
+    mut command: Command,
+    manual: &str,
+) -> Result<(), String> {
+    println!("==> installing {what}: {}", missing.join(" "));
+    if command.status().is_ok_and(|status| status.success()) {
         Ok(())
     } else {
         Err(format!(
-            "installing the system packages {} failed; run `{install}` and look at its output",
+            "the {what} {} are missing and could not be installed; run `{manual}` and look at its output",
             missing.join(", ")
         ))
     }
@@ -491,21 +501,10 @@ fn ensure_rust_components() -> Result<(), String> {
     if missing.is_empty() {
         return Ok(());
     }
-    println!("==> installing rust components: {}", missing.join(" "));
-    let installed = Command::new("rustup")
-        .args(["component", "add"])
-        .args(&missing)
-        .status()
-        .is_ok_and(|status| status.success());
-    if installed {
-        Ok(())
-    } else {
-        Err(format!(
-            "the rust components {} are missing and rustup could not add them; run `rustup component add {}`",
-            missing.join(", "),
-            missing.join(" ")
-        ))
-    }
+    let mut command = Command::new("rustup");
+    command.args(["component", "add"]).args(&missing);
+    let manual = format!("rustup component add {}", missing.join(" "));
+    run_installer("rust components", &missing, command, &manual)
 }
 
 /// The VM tests' static binaries need the musl target's standard library, a rustup target that
@@ -522,17 +521,8 @@ fn ensure_musl_target() -> Result<(), String> {
     if installed {
         return Ok(());
     }
-    println!("==> installing the rust target {}", vm::MUSL_TARGET);
-    let added = Command::new("rustup")
-        .args(["target", "add", vm::MUSL_TARGET])
-        .status()
-        .is_ok_and(|status| status.success());
-    if added {
-        Ok(())
-    } else {
-        Err(format!(
-            "the rust target {0} is missing and rustup could not add it; run `rustup target add {0}`",
-            vm::MUSL_TARGET
-        ))
-    }
+    let mut command = Command::new("rustup");
+    command.args(["target", "add", vm::MUSL_TARGET]);
+    let manual = format!("rustup target add {}", vm::MUSL_TARGET);
+    run_installer("rust targets", &[vm::MUSL_TARGET], command, &manual)
 }

@@ -239,12 +239,11 @@ pub struct DumbBackend {
     shared: Arc<DumbCard>,
 }
 
-/// One dumb buffer: its handle and mapping, released through the backend.
+/// One dumb buffer, by its mapped address (its handle and length are in the backend's record of
+/// it), released through the backend.
 #[derive(Debug)]
 pub struct DumbMemory {
-    handle: u32,
     addr: usize,
-    len: usize,
 }
 
 impl DumbBackend {
@@ -406,9 +405,7 @@ unsafe impl Backend for DumbBackend {
         self.shared.buffers.lock().insert(addr as usize, record);
         Ok(Created {
             memory: DumbMemory {
-                handle: layout.handle.into(),
                 addr: addr as usize,
-                len: layout.len,
             },
             addr,
             phys: None,
@@ -418,12 +415,19 @@ unsafe impl Backend for DumbBackend {
     fn release(&self, memory: DumbMemory) {
         let card = &self.shared.card;
         let record = self.shared.buffers.lock().remove(&memory.addr);
-        if let Some(fb) = record.and_then(|r| r.framebuffer) {
+        let Some(DumbRecord {
+            layout,
+            framebuffer,
+        }) = record
+        else {
+            return; // `create` records every buffer it returns; nothing else was made
+        };
+        if let Some(fb) = framebuffer {
             let _ = card.destroy_framebuffer(fb);
         }
-        // SAFETY: `addr` is the mapping of `len` bytes made in `make` for this buffer, unmapped
-        // only here (the `Backend` contract calls `release` once per buffer).
-        let _ = unsafe { rustix::mm::munmap(memory.addr as *mut _, memory.len) };
-        let _ = drm_ffi::mode::dumbbuffer::destroy(card.as_fd(), memory.handle);
+        // SAFETY: `addr` is the mapping of `layout.len` bytes made in `make` for this buffer,
+        // unmapped only here (the `Backend` contract calls `release` once per buffer).
+        let _ = unsafe { rustix::mm::munmap(memory.addr as *mut _, layout.len) };
+        let _ = drm_ffi::mode::dumbbuffer::destroy(card.as_fd(), layout.handle.into());
     }
 }

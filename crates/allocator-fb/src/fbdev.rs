@@ -274,7 +274,7 @@ impl FbBackend {
     pub fn pages(device: FbDevice) -> Result<FbBackend, FbError> {
         let screen = FbScreen::map(device)?;
         let (len, count) = (screen.info.page_len(), screen.info.pages() as usize);
-        FbBackend::over(screen, len, count)
+        Ok(FbBackend::over(screen, len, count))
     }
 
     /// A backend lending the framebuffer memory as buffers of `buffer_len` bytes each (rounded
@@ -289,20 +289,21 @@ impl FbBackend {
             });
         }
         let count = screen.len / region_len;
-        FbBackend::over(screen, region_len, count)
+        Ok(FbBackend::over(screen, region_len, count))
     }
 
-    fn over(screen: FbScreen, region_len: usize, count: usize) -> Result<FbBackend, FbError> {
+    /// A backend lending `count` regions of `region_len` bytes from the start of `screen`.
+    fn over(screen: FbScreen, region_len: usize, count: usize) -> FbBackend {
         let regions = screen.regions(region_len, count);
         // SAFETY: the regions are disjoint pieces of the mapping in `screen`, which the backend
         // keeps (and every buffer keeps through the backend) until the last buffer is gone; the
         // mapping is readable and writable shared memory.
         let regions = unsafe { RegionBackend::new(regions, MemoryKind::ScanOut, 1) }
             .expect("pieces of one mapping are valid, disjoint regions");
-        Ok(FbBackend {
+        FbBackend {
             screen: Arc::new(screen),
             regions,
-        })
+        }
     }
 
     /// The framebuffer's geometry and memory.
