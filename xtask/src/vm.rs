@@ -206,7 +206,8 @@ fn init_script(tests: &[String]) -> String {
             "busybox insmod /mods/{module}.ko {params} || echo 'BUFPOOL-RESULT insmod-{module} 1'\n"
         ));
     }
-    script.push_str("export BUFPOOL_SCREENDUMP=1 TMPDIR=/tmp RUST_BACKTRACE=1 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1\ncd /tmp\n");
+    // Every device is there, so a test that would skip for want of one fails instead.
+    script.push_str("export BUFPOOL_SCREENDUMP=1 BUFPOOL_REQUIRE_DISPLAY=1 TMPDIR=/tmp RUST_BACKTRACE=1 PROPTEST_DISABLE_FAILURE_PERSISTENCE=1\ncd /tmp\n");
     for test in tests {
         script.push_str(&format!(
             "/tests/{test} --test-threads=1 --nocapture; echo \"BUFPOOL-RESULT {test} $?\"\n"
@@ -470,6 +471,25 @@ mod tests {
             "/tests/fbdev --test-threads=1 --nocapture; echo \"BUFPOOL-RESULT fbdev $?\""
         ));
         assert!(script.ends_with("busybox poweroff -f\n"));
+    }
+
+    #[test]
+    fn the_init_script_makes_the_tests_fail_instead_of_skipping() {
+        let script = init_script(&["dumb".into()]);
+        let export = script
+            .lines()
+            .position(|line| {
+                line.starts_with("export ")
+                    && line
+                        .split_whitespace()
+                        .any(|w| w == "BUFPOOL_REQUIRE_DISPLAY=1")
+            })
+            .expect("the init script exports BUFPOOL_REQUIRE_DISPLAY=1");
+        let first_test = script
+            .lines()
+            .position(|line| line.starts_with("/tests/"))
+            .unwrap();
+        assert!(export < first_test, "exported before the tests run");
     }
 
     #[test]

@@ -2,14 +2,15 @@
 //! 8 MiB frames from a pool (acquire → release) against `cuMemAlloc`/`cuMemFree` and
 //! `cuMemHostAlloc`/`cuMemFreeHost` per frame, and host-to-device bandwidth from a pinned pool
 //! buffer against pageable memory. Interleaved rounds, medians. Without a GPU it says so and
-//! exits.
+//! exits (fails, with `BUFPOOL_REQUIRE_GPU` set, as in `cargo xtask gpu-bundle`'s `run.sh`).
+
+#[path = "../tests/common/mod.rs"]
+mod common;
 
 use std::time::{Duration, Instant};
 
 use allocator_base::PoolAllocator;
-use allocator_cuda::{
-    CudaDevice, CudaStream, DeviceAllocator, DeviceBackend, PinnedAllocator, PinnedBackend,
-};
+use allocator_cuda::{CudaStream, DeviceAllocator, DeviceBackend, PinnedAllocator, PinnedBackend};
 use buffer_core::{BufferPool, PoolConfig, Wait};
 use cudarc::driver::{result, sys};
 
@@ -30,12 +31,8 @@ fn per_op(ops: u32, f: impl FnOnce()) -> Duration {
 }
 
 fn main() {
-    let device = match CudaDevice::open(0) {
-        Ok(device) => device,
-        Err(err) => {
-            println!("skipped: {err}");
-            return;
-        }
+    let Some(device) = common::device() else {
+        return;
     };
     println!(
         "device 0: {}; 8 MiB frames; {ROUNDS} interleaved rounds, medians",

@@ -1,29 +1,43 @@
-//! What the GPU tests share: the device, or why they skip.
+//! What the GPU tests (and the benchmark) share: the device, or why they skip.
+//!
+//! Every skip goes through [`skip`], which prints `skipped: REASON`, or panics with that reason
+//! where `BUFPOOL_REQUIRE_GPU` is set (as `run.sh` of `cargo xtask gpu-bundle` sets it), so on
+//! the GPU machine nothing passes without having run.
 
 #![allow(dead_code)] // each test binary uses part of it
 
+use std::fmt::Display;
 use std::sync::Arc;
 
 use allocator_cuda::{CudaDevice, CudaError};
 
-/// Device 0, or `None` (with the reason printed) on a machine without a usable GPU.
+/// Set where the GPU must be there (the GPU machine running `cargo xtask gpu-bundle`'s bundle).
+pub const REQUIRE: &str = "BUFPOOL_REQUIRE_GPU";
+
+/// Says why the calling test (or check) skips; panics with that reason instead where
+/// [`REQUIRE`] is set.
+pub fn skip(reason: impl Display) {
+    if std::env::var_os(REQUIRE).is_some() {
+        panic!("{REQUIRE} is set, so this may not skip: {reason}");
+    }
+    eprintln!("skipped: {reason}");
+}
+
+/// Device 0, or `None` (having [`skip`]ped) on a machine without a usable GPU.
 pub fn device() -> Option<Arc<CudaDevice>> {
     match CudaDevice::open(0) {
         Ok(device) => Some(device),
         Err(err @ (CudaError::NoDriver | CudaError::NoDevice(_))) => {
-            if std::env::var_os("BUFPOOL_REQUIRE_GPU").is_some() {
-                panic!("BUFPOOL_REQUIRE_GPU is set, but: {err}");
-            }
-            eprintln!(
-                "skipped: {err} (run the GPU bundle on a GPU machine: `cargo xtask gpu-bundle`)"
-            );
+            skip(format_args!(
+                "{err} (run the GPU bundle on a GPU machine: `cargo xtask gpu-bundle`)"
+            ));
             None
         }
         Err(other) => panic!("the CUDA driver is present but failed: {other}"),
     }
 }
 
-/// Whether a GPU is usable (printing why not).
+/// Whether a GPU is usable ([`skip`]ping when not).
 pub fn gpu() -> bool {
     device().is_some()
 }
