@@ -592,11 +592,14 @@ impl DecodedFrame {
         if hold.is_published() {
             return None;
         }
-        // Acquiring counted the whole buffer as used, which covers every plane.
-        let meta = hold.meta_mut();
-        meta.video = video;
-        meta.sequence = self.number;
-        meta.timestamp_ns = frame.pts;
+        // Acquiring counted the whole buffer as used, which covers every plane. Not published
+        // yet (checked above), so the record is the hold's to write.
+        {
+            let mut meta = hold.meta_mut().ok()?;
+            meta.video = video;
+            meta.sequence = self.number;
+            meta.timestamp_ns = frame.pts;
+        }
         Some(hold.publish(ports))
     }
 

@@ -107,7 +107,7 @@ fn parse(record: Record, (width, height): (u32, u32)) -> Result<Frame, String> {
         stride,
         rows,
     };
-    let meta = buffer.meta_mut();
+    let mut meta = buffer.meta_mut().map_err(|e| e.to_string())?;
     meta.sequence = sequence;
     meta.video = VideoFormat {
         pixel_format: PixelFormat::YUV420,
@@ -121,6 +121,7 @@ fn parse(record: Record, (width, height): (u32, u32)) -> Result<Frame, String> {
             Plane::default(),
         ],
     };
+    drop(meta); // written back to the buffer's record
     Ok(Frame { sequence, buffer })
 }
 
@@ -142,7 +143,8 @@ fn fnv1a(hash: u64, bytes: &[u8]) -> u64 {
 /// Checksums the planes and sums the luma, rows in parallel.
 fn process(frame: &Frame) -> Result<Processed, String> {
     use rayon::prelude::*;
-    let planes = frame.buffer.meta().video.planes();
+    let meta = frame.buffer.meta();
+    let planes = meta.video.planes();
     let bytes = frame.buffer.as_slice().map_err(|e| e.to_string())?;
     let plane = |plane: &Plane| {
         bytes

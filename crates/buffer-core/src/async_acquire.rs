@@ -17,8 +17,10 @@
 //!
 //! The notifier passes each wake-up on to one other sleeper of the queue (a thread blocked in
 //! `acquire_free`), so that mixing blocking and async waiters on one queue delays neither. It
-//! looks for dead processes' buffers every [`IDLE_SLICE`](crate::wait) as blocked waiters do,
-//! and exits after a short idle time without waiters.
+//! looks for dead processes' buffers every 100 ms as blocked waiters do, and exits after a
+//! short idle time without waiters. It sleeps whenever no buffer can be taken, including while
+//! a port's next buffer is reserved by a publisher that has not finished (maybe one that is
+//! stopped): that publisher wakes it when it finishes.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -32,13 +34,23 @@ use crate::error::{AcquireError, Queue};
 use crate::guard::{ReadGuard, WriteGuard};
 use crate::pool::BufferPool;
 use crate::sync::futex_wait;
-use crate::wait::{IDLE_SLICE, WaitWord, wake_one};
+use crate::wait::{WaitWord, idle_slice, wake_one};
 
 /// What a future waits on: one of the pool's queues, or a port (by index).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitSource {
     Queue(Queue),
     Port(u8),
+}
+
+impl WaitSource {
+    /// The source's index among a pool's per-source records: 0 free, 1 filled, 2 + port.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            WaitSource::Queue(queue) => usize::from(queue == Queue::Filled),
+            WaitSource::Port(port) => 2 + usize::from(port),
+        }
+    }
 }
 
 impl std::fmt::Display for WaitSource {
@@ -59,13 +71,13 @@ impl BufferPool {
         }
     }
 
-    /// Whether a future waiting on `source` should try again: it has buffers, or the pool is
-    /// closed.
+    /// Whether a future waiting on `source` should try again: a buffer can be taken, or the
+    /// pool is closed.
     fn has_buffers_or_closed(&self, source: WaitSource) -> bool {
         self.is_closed()
             || match source {
-                WaitSource::Queue(queue) => self.block.queue(queue).0.len() > 0,
-                WaitSource::Port(port) => self.block.port_queue(usize::from(port)).has_claimed(),
+                WaitSource::Queue(queue) => self.block.queue(queue).0.has_ready(),
+                WaitSource::Port(port) => self.block.port_queue(usize::from(port)).has_ready(),
             }
     }
 }
@@ -140,16 +152,17 @@ impl AsyncWaiters {
 fn run_notifier(pool: BufferPool, source: WaitSource) {
     let waiters = pool.async_waiters(source);
     let word = pool.wait_word(source);
+    let sleepers = pool.sleepers(source);
     let mut last_idle = Instant::now();
     while waiters.wait_for_waiters() {
-        word.waiters.fetch_add(1, Ordering::SeqCst);
+        word.register(sleepers);
         let seq = word.seq.load(Ordering::SeqCst);
         let ready = pool.has_buffers_or_closed(source);
         if !ready {
-            futex_wait(&word.seq, seq, Some(IDLE_SLICE));
+            futex_wait(&word.seq, seq, idle_slice());
         }
-        word.waiters.fetch_sub(1, Ordering::SeqCst);
-        if last_idle.elapsed() >= IDLE_SLICE {
+        word.unregister(sleepers);
+        if idle_slice().is_some_and(|idle| last_idle.elapsed() >= idle) {
             pool.reclaim_dead();
             last_idle = Instant::now();
         }

@@ -4,7 +4,7 @@
 //! at any address.
 //!
 //! ```text
-//! offset 0           PoolHeader      identity, shape, counters, wait words, cleanup lock
+//! offset 0           PoolHeader      identity, shape, counters, wait words
 //! processes          [ProcessEntry]  MAX_PROCESSES attached processes
 //! ports              [PortEntry]     shape.ports fan-out ports
 //! free_queue         QueueCtrl, [QueueCell; cells_for(capacity)]
@@ -20,23 +20,24 @@
 
 use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-use crate::Queue;
 use crate::error::AttachError;
 use crate::port::PortEntry;
 use crate::port::{MAX_PORT_DEPTH, MAX_PORTS};
 use crate::process::{MAX_PROCESSES, ProcessEntry};
 use crate::queue::{QueueCell, QueueCtrl, QueueRef, cells_for};
 use crate::region::{REGION_ALIGN, Region};
-use crate::shm_safe::{CachePadded, ShmSafe};
+use crate::shm_safe::{CachePadded, ShmSafe, load_bytes};
 use crate::slot::{FOREIGN, NO_OFFSET, Slot, SlotState, SlotWord};
 use crate::wait::WaitWord;
+use crate::{MemoryKind, Queue};
 
 /// `b"BUFPOOL2"`: marks an initialised block.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"BUFPOOL2");
-/// Version of this layout; bumped on any change to the structures in a block.
-pub(crate) const LAYOUT_VERSION: u32 = 5;
+/// Version of this layout; bumped on any change to the structures in a block (or to the
+/// protocol between processes using them: 6 brought kernel-held liveness).
+pub(crate) const LAYOUT_VERSION: u32 = 6;
 /// Longest pool name in bytes.
 pub const MAX_NAME_LEN: usize = 63;
 /// Longest category in bytes.
@@ -48,32 +49,31 @@ pub const MAX_CAPACITY: u32 = 1 << 20;
 /// Alignment of every buffer in a shared segment.
 pub(crate) const BUFFER_ALIGN: u64 = 64;
 
-/// The block's first structure: identity and shape (written once, before `magic`), then live
-/// state.
+/// The block's first structure: identity and shape (written once, before the block is
+/// published), then live state. Every field is an atomic, so that a peer writing any of them
+/// while this process reads gives wrong numbers, never undefined behaviour; the identity and
+/// shape are read once, when attaching, and only the copies are used after that.
 #[repr(C)]
 pub(crate) struct PoolHeader {
-    /// [`MAGIC`] once the block is initialised; stored last, with `Release`.
+    /// [`MAGIC`] once the block is initialised.
     pub(crate) magic: AtomicU64,
-    pub(crate) layout_version: u32,
-    pub(crate) capacity: u32,
-    pub(crate) ports: u32,
-    pub(crate) port_depth: u32,
-    pub(crate) block_len: u64,
-    pub(crate) pool_id: u64,
-    pub(crate) name_len: u32,
-    pub(crate) category_len: u32,
+    pub(crate) layout_version: AtomicU32,
+    pub(crate) capacity: AtomicU32,
+    pub(crate) ports: AtomicU32,
+    pub(crate) port_depth: AtomicU32,
+    pub(crate) block_len: AtomicU64,
+    pub(crate) pool_id: AtomicU64,
+    pub(crate) name_len: AtomicU32,
+    pub(crate) category_len: AtomicU32,
     /// Option bits, fixed at creation: [`FLAG_HOLD_TIMES`].
-    pub(crate) flags: u32,
-    /// The creating process.
-    pub(crate) creator_pid: u32,
-    pub(crate) name: [u8; MAX_NAME_LEN + 1],
-    pub(crate) category: [u8; MAX_CATEGORY_LEN + 1],
-    /// 1 once the pool is closed.
-    pub(crate) closed: AtomicU32,
+    pub(crate) flags: AtomicU32,
+    /// 1 while the pool is open, 0 once it is closed. (Open rather than closed, so that a
+    /// zeroed block, which is what a forked child's inherited handles see, reads as closed.)
+    pub(crate) open: AtomicU32,
+    pub(crate) name: [AtomicU8; MAX_NAME_LEN + 1],
+    pub(crate) category: [AtomicU8; MAX_CATEGORY_LEN + 1],
     /// Number of slots that hold a buffer.
     pub(crate) buffers: AtomicU32,
-    /// Actor number of the process reclaiming what dead processes held; 0 when none.
-    pub(crate) cleanup: AtomicU32,
     /// 1 once the creator destroyed the pool (its name is gone).
     pub(crate) destroyed: AtomicU32,
     /// Acquisitions that had to wait.
@@ -94,22 +94,32 @@ pub(crate) struct PoolHeader {
     pub(crate) filled_wait: CachePadded<WaitWord>,
 }
 
-// SAFETY: `#[repr(C)]`; fields are integers, atomics, byte arrays and `CachePadded<WaitWord>`,
-// all `ShmSafe`.
+// SAFETY: `#[repr(C)]`; fields are atomics, arrays of atomics and `CachePadded<WaitWord>`, all
+// `ShmSafe`.
 unsafe impl ShmSafe for PoolHeader {}
 
-impl PoolHeader {
-    /// The pool's name as stored (empty if the stored length is out of range).
-    pub(crate) fn name(&self) -> &[u8] {
-        self.name.get(..self.name_len as usize).unwrap_or_default()
-    }
+/// What a block says about the pool in it, copied out of the block once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PoolIdentity {
+    pub(crate) pool_id: u64,
+    pub(crate) name: String,
+    pub(crate) category: String,
+    pub(crate) hold_times: bool,
+    /// Each port's name, by index.
+    pub(crate) ports: Vec<String>,
+}
 
-    /// The pool's category as stored.
-    pub(crate) fn category(&self) -> &[u8] {
-        self.category
-            .get(..self.category_len as usize)
-            .unwrap_or_default()
-    }
+/// One buffer of an attached block, as read (once) and checked when attaching: where it lies in
+/// the segment, how long it is, what memory it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AttachedBuffer {
+    pub(crate) index: u32,
+    /// From the segment's start: the buffer's bytes, or (foreign) its share token.
+    pub(crate) offset: usize,
+    pub(crate) size: usize,
+    pub(crate) kind: MemoryKind,
+    /// Whether each process opens the memory itself from the token at `offset`.
+    pub(crate) foreign: bool,
 }
 
 /// The numbers a block's layout is computed from.
@@ -214,7 +224,7 @@ impl BlockLayout {
 /// An initialised block and the region it lives in (owned: dropping it releases the region).
 pub(crate) struct Block {
     /// Owned so that the memory lives exactly as long as the block.
-    _region: Region,
+    region: Region,
     view: BlockView,
 }
 
@@ -244,36 +254,37 @@ pub(crate) struct BlockIdentity<'a> {
 }
 
 impl Block {
-    /// Initialises a block for `layout` at the start of `region` (phase one: nobody else sees it
-    /// yet) and publishes it by storing the magic number last.
+    /// Initialises a block for `layout` at the start of `region`, which nobody else sees yet (a
+    /// private region, or a segment without a name), storing the magic number last.
     pub(crate) fn init(region: Region, layout: BlockLayout, identity: &BlockIdentity<'_>) -> Block {
         assert!(region.len() >= layout.len, "region smaller than the layout");
         let view = BlockView {
             base: region.base(),
             layout,
         };
-        let block = Block {
-            _region: region,
-            view,
-        };
+        let block = Block { region, view };
         let header = block.header_for_init();
-        header.capacity = layout.shape.capacity;
-        header.ports = layout.shape.ports;
-        header.port_depth = layout.shape.port_depth;
-        header.layout_version = LAYOUT_VERSION;
-        header.block_len = layout.len as u64;
-        header.pool_id = identity.pool_id;
-        header.creator_pid = std::process::id();
-        header.name_len = identity.name.len() as u32;
-        header.name[..identity.name.len()].copy_from_slice(identity.name.as_bytes());
-        header.category_len = identity.category.len() as u32;
-        header.category[..identity.category.len()].copy_from_slice(identity.category.as_bytes());
-        header.flags = if identity.hold_times {
+        *header.capacity.get_mut() = layout.shape.capacity;
+        *header.ports.get_mut() = layout.shape.ports;
+        *header.port_depth.get_mut() = layout.shape.port_depth;
+        *header.layout_version.get_mut() = LAYOUT_VERSION;
+        *header.block_len.get_mut() = layout.len as u64;
+        *header.pool_id.get_mut() = identity.pool_id;
+        *header.name_len.get_mut() = identity.name.len() as u32;
+        for (byte, &value) in header.name.iter_mut().zip(identity.name.as_bytes()) {
+            *byte.get_mut() = value;
+        }
+        *header.category_len.get_mut() = identity.category.len() as u32;
+        for (byte, &value) in header.category.iter_mut().zip(identity.category.as_bytes()) {
+            *byte.get_mut() = value;
+        }
+        *header.flags.get_mut() = if identity.hold_times {
             FLAG_HOLD_TIMES
         } else {
             0
         };
-        header.free_low_water = AtomicU32::new(u32::MAX);
+        *header.open.get_mut() = 1;
+        *header.free_low_water.get_mut() = u32::MAX;
         let view = block.view;
         view.free_queue().init();
         view.filled_queue().init();
@@ -295,8 +306,12 @@ impl Block {
 
     /// Takes a block that another process initialised in `region`, after checking everything
     /// this process will ever follow in it: magic, version, shape, that the layout fits the
-    /// region, names, queue positions and that every buffer lies inside the region.
-    pub(crate) fn attach(region: Region) -> Result<Block, AttachError> {
+    /// region, names, queue positions and that every buffer lies inside the region. Each value
+    /// is read once and checked as read; the returned copies are all the caller may use (a
+    /// peer changing the block meanwhile cannot make a checked value unchecked).
+    pub(crate) fn attach(
+        region: Region,
+    ) -> Result<(Block, PoolIdentity, Vec<AttachedBuffer>), AttachError> {
         if region.len() < size_of::<PoolHeader>() {
             return Err(AttachError::Truncated {
                 len: region.len(),
@@ -312,47 +327,55 @@ impl Block {
         if magic != MAGIC {
             return Err(AttachError::NotAPool { magic });
         }
-        if header.layout_version != LAYOUT_VERSION {
+        let version = header.layout_version.load(Ordering::Relaxed);
+        if version != LAYOUT_VERSION {
             return Err(AttachError::Version {
-                found: header.layout_version,
+                found: version,
                 supported: LAYOUT_VERSION,
             });
         }
         let shape = Shape {
-            capacity: header.capacity,
-            ports: header.ports,
-            port_depth: header.port_depth,
+            capacity: header.capacity.load(Ordering::Relaxed),
+            ports: header.ports.load(Ordering::Relaxed),
+            port_depth: header.port_depth.load(Ordering::Relaxed),
         };
         shape
             .check()
             .map_err(|reason| AttachError::Shape { reason })?;
         let layout = BlockLayout::new(shape);
-        if header.block_len != layout.len as u64 || layout.len > region.len() {
+        let stored = header.block_len.load(Ordering::Relaxed);
+        if stored != layout.len as u64 || layout.len > region.len() {
             return Err(AttachError::Layout {
-                stored: header.block_len,
+                stored,
                 computed: layout.len as u64,
                 mapped: region.len(),
             });
         }
-        if std::str::from_utf8(header.name()).is_err()
-            || header.name().is_empty()
-            || std::str::from_utf8(header.category()).is_err()
-        {
+        let text = |bytes: &[AtomicU8], len: &AtomicU32, what: &str| {
+            let len = len.load(Ordering::Relaxed) as usize;
+            bytes
+                .get(..len)
+                .and_then(|bytes| String::from_utf8(load_bytes(bytes)).ok())
+                .ok_or_else(|| AttachError::Corrupt { what: what.into() })
+        };
+        let name = text(&header.name, &header.name_len, "pool name")?;
+        let category = text(&header.category, &header.category_len, "pool category")?;
+        if name.is_empty() {
             return Err(AttachError::Corrupt {
-                what: "pool name or category".into(),
+                what: "pool name".into(),
             });
         }
         let view = BlockView {
             base: region.base(),
             layout,
         };
-        for index in 0..shape.ports as usize {
-            if view.port(index).name().is_none() {
-                return Err(AttachError::Corrupt {
+        let ports = (0..shape.ports as usize)
+            .map(|index| {
+                view.port(index).name().ok_or_else(|| AttachError::Corrupt {
                     what: format!("name of port {index}"),
-                });
-            }
-        }
+                })
+            })
+            .collect::<Result<Vec<String>, AttachError>>()?;
         let queues = [(Queue::Free.to_string(), view.free_queue())]
             .into_iter()
             .chain([(Queue::Filled.to_string(), view.filled_queue())]);
@@ -366,10 +389,12 @@ impl Block {
                 });
             }
         }
+        let mut buffers = Vec::new();
         for index in 0..shape.capacity {
             let slot = view.slot(index);
             let offset = slot.data_offset.load(Ordering::Relaxed);
             let size = slot.size.load(Ordering::Relaxed);
+            let foreign = slot.flags.load(Ordering::Relaxed) & FOREIGN != 0;
             if offset == NO_OFFSET {
                 if slot.word().state == Some(SlotState::Vacant) {
                     continue;
@@ -379,7 +404,7 @@ impl Block {
                 });
             }
             // A foreign buffer's memory lies elsewhere; the segment holds its share token.
-            let span = if slot.flags.load(Ordering::Relaxed) & FOREIGN != 0 {
+            let span = if foreign {
                 crate::SHARE_TOKEN_LEN as u64
             } else {
                 size
@@ -387,6 +412,7 @@ impl Block {
             let fits = offset >= layout.len as u64
                 && offset.is_multiple_of(BUFFER_ALIGN)
                 && size > 0
+                && usize::try_from(size).is_ok()
                 && offset
                     .checked_add(span)
                     .is_some_and(|end| end <= region.len() as u64);
@@ -398,11 +424,28 @@ impl Block {
                     ),
                 });
             }
+            buffers.push(AttachedBuffer {
+                index,
+                offset: offset as usize,
+                size: size as usize,
+                kind: MemoryKind::from_word(slot.memory_kind.load(Ordering::Relaxed)),
+                foreign,
+            });
         }
-        Ok(Block {
-            _region: region,
-            view,
-        })
+        let identity = PoolIdentity {
+            pool_id: header.pool_id.load(Ordering::Relaxed),
+            name,
+            category,
+            hold_times: header.flags.load(Ordering::Relaxed) & FLAG_HOLD_TIMES != 0,
+            ports,
+        };
+        let block = Block { region, view };
+        Ok((block, identity, buffers))
+    }
+
+    /// The region's start and length (the mapping, for a shared pool).
+    pub(crate) fn region(&self) -> (NonNull<u8>, usize) {
+        (self.region.base(), self.region.len())
     }
 
     /// A view of this block.
@@ -558,11 +601,6 @@ impl BlockView {
         (1..=MAX_PROCESSES as u8).filter_map(|actor| Some((actor, self.process(actor)?)))
     }
 
-    /// Whether acquisitions record hold times ([`FLAG_HOLD_TIMES`], fixed at creation).
-    pub(crate) fn hold_times(&self) -> bool {
-        self.header().flags & FLAG_HOLD_TIMES != 0
-    }
-
     /// Finds a vacant slot and claims it for an injection by `actor`; `None` if every slot is
     /// taken.
     pub(crate) fn claim_vacant_slot(&self, actor: u8) -> Option<(u32, u32)> {
@@ -627,11 +665,12 @@ mod tests {
         let block = unsafe { owner.view() };
         let h = block.header();
         assert_eq!(h.magic.load(Ordering::Acquire), MAGIC);
-        assert_eq!(h.capacity, 4);
-        assert_eq!(h.name(), b"cam0");
-        assert_eq!(h.category(), b"video");
-        assert_eq!(h.flags, FLAG_HOLD_TIMES);
-        assert_eq!(block.port(2).name(), Some("c"));
+        assert_eq!(h.capacity.load(Ordering::Relaxed), 4);
+        assert_eq!(&load_bytes(&h.name)[..4], b"cam0");
+        assert_eq!(&load_bytes(&h.category)[..5], b"video");
+        assert_eq!(h.flags.load(Ordering::Relaxed), FLAG_HOLD_TIMES);
+        assert_eq!(h.open.load(Ordering::Relaxed), 1);
+        assert_eq!(block.port(2).name().as_deref(), Some("c"));
         assert_eq!(block.free_queue().len(), 0);
         assert_eq!(block.claim_vacant_slot(1), Some((0, 0)));
         assert_eq!(block.claim_vacant_slot(1), Some((1, 0)));

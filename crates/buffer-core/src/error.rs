@@ -137,6 +137,14 @@ pub enum CreatePoolError {
         /// The mode given.
         mode: u32,
     },
+    /// The alignment of a shared pool's buffers is not a power of two from 64 to the page size.
+    #[error(
+        "buffer alignment {alignment} is not usable: choose a power of two from 64 to 4096 (the page size)"
+    )]
+    Alignment {
+        /// The alignment asked for.
+        alignment: usize,
+    },
     /// The buffers would not fit in an address space.
     #[error(
         "{count} buffers of {size} bytes do not fit in one segment; ask for fewer or smaller buffers"
@@ -311,6 +319,18 @@ pub enum RedeemError {
         pool: Arc<str>,
         /// The pool's capacity.
         capacity: u32,
+    },
+    /// The pool's block says the slot holds a detached buffer, but this process knows no buffer
+    /// in that slot (it was vacant when this process attached, or removed since): a peer wrote
+    /// the slot's state, or the block is damaged. Nothing is handed out.
+    #[error(
+        "buffer id {id} names slot {} of pool '{pool}', which holds no buffer this process knows; the id is forged or the pool's block is damaged", id.slot
+    )]
+    Unknown {
+        /// The id given.
+        id: BufferId,
+        /// The pool's name.
+        pool: Arc<str>,
     },
     /// The buffer was released (or removed) since the id was made.
     #[error(

@@ -7,11 +7,13 @@ use std::sync::atomic::Ordering;
 
 use crate::block::{BlockLayout, align_up};
 use crate::error::{AttachError, CreatePoolError};
+use crate::local::LocalBuffer;
 use crate::pool::Placement;
 use crate::region::REGION_ALIGN;
-use crate::segment::{Segment, SegmentName};
+use crate::segment::SegmentName;
+use crate::shm_safe::copy_from_shared;
 use crate::slot::FOREIGN;
-use crate::{BufferMemory, BufferPool, MemoryKind, PoolConfig, PoolId, PoolOwner, Queue};
+use crate::{BufferMemory, BufferPool, MemoryKind, PoolConfig, PoolOwner, Queue};
 
 /// Bytes of a share token: what another process needs to open one buffer's memory (a CUDA IPC
 /// memory handle is 64 bytes).
@@ -87,13 +89,7 @@ impl BufferPool {
         }
         let layout = BlockLayout::new(config.shape());
         let len = align_up(layout.len + buffers.len() * SHARE_TOKEN_LEN, REGION_ALIGN);
-        let name = SegmentName::new(segment)?;
-        let region = Segment::create(&name, len, config.segment_mode())?;
-        let placement = Placement {
-            region,
-            segment: Some(name),
-            pool_id: PoolId::unique(),
-        };
+        let placement = Placement::shared(SegmentName::new(segment)?, len, config.segment_mode())?;
         BufferPool::init(&config, layout, placement, move |pool| {
             for (i, buffer) in buffers.into_iter().enumerate() {
                 pool.add_foreign_buffer(layout.len + i * SHARE_TOKEN_LEN, buffer);
@@ -122,39 +118,41 @@ impl BufferPool {
         // SAFETY: the segment was sized for one token per buffer after the block, so
         // `offset + SHARE_TOKEN_LEN` lies inside it.
         let at = unsafe { self.block.base().as_ptr().add(offset) };
-        // SAFETY: `at` has room for the token (above); nobody else sees the pool yet.
+        // SAFETY: `at` has room for the token (above); nobody else sees the pool yet (the
+        // segment has no name).
         unsafe { std::ptr::copy_nonoverlapping(buffer.token.as_ptr(), at, SHARE_TOKEN_LEN) };
-        self.publish_new_buffer(
-            index,
-            generation,
-            memory.addr,
-            memory.len,
-            memory.owner,
-            Queue::Free,
-        );
+        let local = memory.local();
+        self.publish_new_buffer(index, generation, local, memory.owner, Queue::Free);
     }
 }
 
-/// Maps foreign buffer `index` of `pool` in this process (while attaching), from the token at
-/// `token`, with `open`.
+/// Maps foreign buffer `index` of `pool` (`size` bytes of `kind`, as read and checked when
+/// attaching) in this process, from the token at `token`, with `open`.
 pub(crate) fn open_foreign(
     pool: &BufferPool,
     index: u32,
+    size: usize,
+    kind: MemoryKind,
     token: *const u8,
     open: Option<&mut Opener<'_>>,
 ) -> Result<(), AttachError> {
-    let (size, kind, _, _) = pool.block.slot(index).describe();
     let Some(open) = open else {
-        return if kind.is_host_accessible() {
-            Err(AttachError::NeedsOpener)
-        } else {
-            Ok(()) // stays unmapped here: nothing may touch it through the host anyway
+        if kind.is_host_accessible() {
+            return Err(AttachError::NeedsOpener);
+        }
+        // Stays unmapped here: the buffer can be held and passed on, never touched by the host.
+        let unmapped = LocalBuffer {
+            addr: std::ptr::null_mut(),
+            len: size,
+            kind,
         };
+        pool.inner.local.set(index, unmapped);
+        return Ok(());
     };
     let mut copy = [0u8; SHARE_TOKEN_LEN];
     // SAFETY: the caller checked that `SHARE_TOKEN_LEN` bytes at `token` lie in the segment;
     // copying them first means a concurrent writer cannot change what the opener sees.
-    unsafe { std::ptr::copy_nonoverlapping(token, copy.as_mut_ptr(), SHARE_TOKEN_LEN) };
+    unsafe { copy_from_shared(token, &mut copy) };
     let memory = open(ForeignToken {
         index,
         size,
@@ -171,9 +169,12 @@ pub(crate) fn open_foreign(
             ),
         });
     }
-    let inner = &pool.inner;
-    inner.addrs[index as usize].store(memory.addr, Ordering::Release);
-    inner.lens[index as usize].store(size, Ordering::Release);
-    inner.owners.lock()[index as usize] = memory.owner;
+    let mapped = LocalBuffer {
+        addr: memory.addr,
+        len: size,
+        kind,
+    };
+    pool.inner.local.set(index, mapped);
+    pool.inner.owners.lock()[index as usize] = memory.owner;
     Ok(())
 }

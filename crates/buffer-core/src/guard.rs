@@ -5,14 +5,14 @@ use std::fmt;
 use std::mem::ManuallyDrop;
 
 use crate::error::{AccessError, BytesUsedError, HostAccessError};
-use crate::meta::FrameMeta;
+use crate::meta::{FrameMeta, MetaMut};
 use crate::port::{Port, Published};
 use crate::slot::SlotState;
 use crate::{Buffer, BufferId, BufferPool};
 
 /// What both guards hold: the pool, the slot and its generation. Address, size and kind are
-/// read from the pool when the data is accessed, so acquiring and releasing touch only the
-/// slot's state.
+/// read from this process's slot table (never from the shared block) when the data is accessed,
+/// so acquiring and releasing touch only the slot's state.
 pub(crate) struct Held<'p> {
     pool: &'p BufferPool,
     index: u32,
@@ -53,22 +53,18 @@ impl<'p> Held<'p> {
                 planes: regions.iter().filter(|&&(_, len)| len != 0).count() as u32,
             });
         }
-        self.device_check()?;
-        Ok((self.pool.addr(self.index), self.len()))
+        Ok(self.host()?)
     }
 
-    /// `Err` for memory the CPU cannot access.
+    /// The buffer's address and length here, if the CPU may access it (the kind and mapping
+    /// this process recorded: a peer cannot change them).
     #[inline]
-    pub(crate) fn device_check(&self) -> Result<(), HostAccessError> {
-        let (_, kind, _, _) = self.pool.slot(self.index).describe();
-        if kind.is_host_accessible() {
-            Ok(())
-        } else {
-            Err(HostAccessError {
-                id: self.id(),
-                kind,
-            })
-        }
+    pub(crate) fn host(&self) -> Result<(*mut u8, usize), HostAccessError> {
+        let local = self.pool.local(self.index);
+        local.host().ok_or(HostAccessError {
+            id: self.id(),
+            kind: local.kind,
+        })
     }
 
     /// Plane `plane` of the frame the buffer holds, as its metadata describes it (offset, line
@@ -83,7 +79,7 @@ impl<'p> Held<'p> {
                 planes: planes.len() as u32,
             });
         };
-        self.device_check()?;
+        let (base, size) = self.host()?;
         let len = u64::from(described.stride) * u64::from(described.rows);
         let outside = AccessError::PlaneOutside {
             id: self.id(),
@@ -91,7 +87,7 @@ impl<'p> Held<'p> {
             offset: described.offset,
             len,
         };
-        let base = self.pool.addr(self.index) as usize;
+        let base = base as usize;
         let start = usize::try_from(described.offset)
             .ok()
             .and_then(|offset| base.checked_add(offset))
@@ -99,7 +95,7 @@ impl<'p> Held<'p> {
         let len = usize::try_from(len).map_err(|_| outside)?;
         let end = start.checked_add(len).ok_or(outside)?;
         let inside = match self.pool.plane_regions(self.index) {
-            None => end <= base + self.len(),
+            None => end <= base + size,
             Some(regions) => regions
                 .iter()
                 .any(|&(region, size)| size != 0 && start >= region && end <= region + size),
@@ -129,11 +125,16 @@ impl<'p> Held<'p> {
         Ok(unsafe { std::slice::from_raw_parts(addr, used) })
     }
 
+    /// A copy of the buffer's metadata record.
     #[inline]
-    fn meta(&self) -> &FrameMeta {
-        // SAFETY: the guard owns the slot (slot module docs), so nobody writes the record while
-        // this shared borrow of the guard lives.
-        unsafe { &*self.pool.slot(self.index).meta.get() }
+    pub(crate) fn meta(&self) -> FrameMeta {
+        self.pool.slot(self.index).meta.load()
+    }
+
+    /// The metadata record, for the buffer's writer.
+    #[inline]
+    pub(crate) fn meta_mut(&self) -> MetaMut<'p> {
+        MetaMut::new(&self.pool.slot(self.index).meta)
     }
 }
 
@@ -237,17 +238,17 @@ impl<'p> WriteGuard<'p> {
         Ok(unsafe { std::slice::from_raw_parts_mut(addr, len) })
     }
 
-    /// The buffer's metadata record (reset when the buffer was acquired).
+    /// A copy of the buffer's metadata record (reset when the buffer was acquired).
     #[inline]
-    pub fn meta(&self) -> &FrameMeta {
+    pub fn meta(&self) -> FrameMeta {
         self.held.meta()
     }
 
-    /// The metadata record, for the producer to fill.
+    /// The metadata record, for the producer to fill: a copy, written back when the returned
+    /// [`MetaMut`] drops (at the end of the statement in `frame.meta_mut().sequence = 1`).
     #[inline]
-    pub fn meta_mut(&mut self) -> &mut FrameMeta {
-        // SAFETY: the guard owns the slot exclusively and `&mut self` makes this the only borrow.
-        unsafe { &mut *self.held.pool.slot(self.held.index).meta.get() }
+    pub fn meta_mut(&mut self) -> MetaMut<'_> {
+        self.held.meta_mut()
     }
 
     /// Records how many bytes from the start the producer filled (the whole buffer by default).
@@ -339,9 +340,9 @@ impl<'p> ReadGuard<'p> {
         self.held.plane(plane)
     }
 
-    /// The metadata record the producer wrote.
+    /// A copy of the metadata record the producer wrote.
     #[inline]
-    pub fn meta(&self) -> &FrameMeta {
+    pub fn meta(&self) -> FrameMeta {
         self.held.meta()
     }
 
@@ -411,8 +412,8 @@ impl<'p> PortGuard<'p> {
         self.held.plane(plane)
     }
 
-    /// The metadata record the producer wrote.
-    pub fn meta(&self) -> &FrameMeta {
+    /// A copy of the metadata record the producer wrote.
+    pub fn meta(&self) -> FrameMeta {
         self.held.meta()
     }
 }
@@ -422,9 +423,11 @@ impl Drop for PortGuard<'_> {
         let pool = self.held.pool;
         // The cell goes first: a reference whose cell is gone and which is still counted is
         // dropped by a reaper if this process dies right here.
-        pool.block
-            .port_queue(usize::from(self.port))
-            .release(self.position);
+        pool.block.port_queue(usize::from(self.port)).release(
+            self.position,
+            pool.actor,
+            self.held.index,
+        );
         pool.drop_port_reference(self.port, self.held.index, self.held.generation);
     }
 }

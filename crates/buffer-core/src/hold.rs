@@ -4,9 +4,9 @@
 
 use std::fmt;
 
-use crate::error::{AccessError, HostAccessError};
+use crate::error::AccessError;
 use crate::guard::Held;
-use crate::meta::FrameMeta;
+use crate::meta::{FrameMeta, MetaMut};
 use crate::{BufferId, BufferPool, WriteGuard};
 
 /// A free buffer held for writing, like a [`WriteGuard`], that keeps its pool alive itself: it
@@ -75,11 +75,20 @@ impl BufferHold {
         Held::new(&self.pool, self.index, self.generation)
     }
 
-    /// The buffer's start, for writing through foreign code, if the CPU may access it. The
-    /// pointer is valid for [`len`](BufferHold::len) bytes while the hold lives.
-    pub fn as_mut_ptr(&mut self) -> Result<*mut u8, HostAccessError> {
-        self.held().device_check()?;
-        Ok(self.pool.addr(self.index))
+    /// `Err` once the buffer was published: its subscribers may be reading it.
+    fn check_unpublished(&self) -> Result<(), AccessError> {
+        if self.delivered {
+            return Err(AccessError::Published { id: self.id() });
+        }
+        Ok(())
+    }
+
+    /// The buffer's start, for writing through foreign code, if the CPU may access it and it
+    /// was not [`publish`](Self::publish)ed. The pointer is valid for
+    /// [`len`](BufferHold::len) bytes while the hold lives.
+    pub fn as_mut_ptr(&mut self) -> Result<*mut u8, AccessError> {
+        self.check_unpublished()?;
+        Ok(self.held().host()?.0)
     }
 
     /// The whole buffer, for reading. Fails for memory the CPU cannot access.
@@ -108,27 +117,39 @@ impl BufferHold {
     /// The whole buffer, for writing. Fails for memory the CPU cannot access, and once the
     /// buffer was [`publish`](Self::publish)ed (subscribers may be reading it).
     pub fn as_mut_slice(&mut self) -> Result<&mut [u8], AccessError> {
-        if self.delivered {
-            return Err(AccessError::Published { id: self.id() });
-        }
+        self.check_unpublished()?;
         let (addr, len) = self.held().host_memory()?;
         // SAFETY: as in `as_slice`, and no port reads it (never published), so the hold is the
         // buffer's only user and `&mut self` makes this the only borrow.
         Ok(unsafe { std::slice::from_raw_parts_mut(addr, len) })
     }
 
-    /// The buffer's metadata record, for reading.
-    pub fn meta(&self) -> &FrameMeta {
-        // SAFETY: the hold owns the slot (slot module docs): the record changes only through
-        // `meta_mut`, which `&self` excludes while this borrow lives.
-        unsafe { &*self.pool.slot(self.index).meta.get() }
+    /// A copy of the buffer's metadata record.
+    pub fn meta(&self) -> FrameMeta {
+        self.held().meta()
     }
 
-    /// The buffer's metadata record.
-    pub fn meta_mut(&mut self) -> &mut FrameMeta {
-        // SAFETY: the hold owns the slot exclusively (slot module docs) and `&mut self` makes
-        // this the only borrow.
-        unsafe { &mut *self.pool.slot(self.index).meta.get() }
+    /// The buffer's metadata record, to fill before publishing (a copy, written back when the
+    /// returned [`MetaMut`] drops). Refused once the buffer was
+    /// [`publish`](Self::publish)ed: its subscribers read the record.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{AccessError, BufferPool, PoolConfig, Wait};
+    ///
+    /// let pool = BufferPool::with_heap_buffers(PoolConfig::new("h").with_ports(["p"]), 1, 8)?;
+    /// let port = pool.port("p")?;
+    /// let _reader = pool.subscribe(port)?;
+    /// let mut hold = pool.acquire_free(Wait::NoWait)?.into_hold();
+    /// hold.meta_mut()?.sequence = 4;
+    /// hold.publish(&[port]);
+    /// assert!(matches!(hold.meta_mut(), Err(AccessError::Published { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn meta_mut(&mut self) -> Result<MetaMut<'_>, AccessError> {
+        self.check_unpublished()?;
+        Ok(MetaMut::new(&self.pool.slot(self.index).meta))
     }
 
     /// Gives each of `ports` a reference to the buffer (see the [`port`](crate::port) module)
@@ -232,7 +253,7 @@ mod tests {
         drop(pool);
         // SAFETY: the pointer is valid for `len` bytes while the hold lives.
         unsafe { hold.as_mut_ptr().unwrap().write_bytes(7, hold.len()) };
-        hold.meta_mut().sequence = 3;
+        hold.meta_mut().unwrap().sequence = 3;
         hold.submit();
         let frame = owner.acquire_filled(Wait::NoWait).unwrap();
         assert_eq!(

@@ -87,8 +87,11 @@ impl BufferPool {
             .processes()
             .iter()
             .any(|process| process.actor != pool.actor && process.alive);
-        if !others_alive {
-            Segment::unlink(&SegmentName::new(segment).map_err(crate::AttachError::Name)?);
+        if !others_alive
+            && let (Some(name), Some(file)) =
+                (&pool.inner.segment_name(), pool.inner.liveness.file())
+        {
+            Segment::unlink(name, file);
         }
         Ok(!others_alive)
     }
@@ -110,7 +113,7 @@ impl BufferPool {
     /// ```
     pub fn locate(&self, addr: *const u8) -> Option<(crate::BufferId, usize)> {
         (0..self.capacity()).find_map(|index| {
-            let start = self.addr(index) as usize;
+            let start = self.local(index).addr as usize;
             let offset = (addr as usize).checked_sub(start)?;
             (start != 0 && offset < self.len_of(index)).then(|| {
                 let generation = self.slot(index).word().generation;
@@ -167,7 +170,7 @@ impl BufferPool {
                     references: word.references(),
                     ports: (0..self.block.shape().ports as usize)
                         .filter(|port| word.ports & 1 << port != 0)
-                        .filter_map(|port| self.block.port(port).name().map(str::to_owned))
+                        .map(|port| self.port_names()[port].clone())
                         .collect(),
                     size: self.len_of(index),
                     memory: (!vacant)
@@ -194,7 +197,7 @@ impl BufferPool {
                 Some(ProcessInfo {
                     actor,
                     pid: record.pid,
-                    alive: record.is_alive(),
+                    alive: actor == self.actor || !self.inner.liveness.is_dead(actor),
                 })
             })
             .collect()
@@ -207,7 +210,7 @@ impl BufferPool {
                 let entry = self.block.port(index);
                 let (delivered, refused) = entry.counters();
                 PortInfo {
-                    name: entry.name().unwrap_or_default().to_owned(),
+                    name: self.port_names()[index].clone(),
                     subscriber: match entry.subscriber() {
                         0 => None,
                         actor => self.pid_of(actor),

@@ -68,6 +68,8 @@ mod error;
 #[cfg(not(loom))]
 mod foreign;
 #[cfg(not(loom))]
+mod fork;
+#[cfg(not(loom))]
 mod guard;
 #[cfg(not(loom))]
 mod hold;
@@ -75,6 +77,10 @@ mod hold;
 mod ids;
 #[cfg(not(loom))]
 mod inspect;
+#[cfg(not(loom))]
+mod liveness;
+#[cfg(not(loom))]
+mod local;
 #[cfg(not(loom))]
 mod memory;
 #[cfg(not(loom))]
@@ -114,8 +120,9 @@ pub use self::{
     hold::BufferHold,
     ids::{BufferId, PoolId},
     inspect::{Amount, BufferInfo, PortInfo, ProcessInfo, Usage},
+    liveness::CLEANUP_LOCK_BYTE,
     memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership},
-    meta::{FrameMeta, MAX_PLANES, PixelFormat, Plane, VideoFormat},
+    meta::{FrameMeta, MAX_PLANES, MetaMut, PixelFormat, Plane, VideoFormat},
     pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats},
     port::{
         DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published, Receive,
@@ -132,3 +139,5 @@ pub use self::{
     wait::Wait,
 };
 pub use shm_safe::ShmSafe;
+#[doc(hidden)]
+pub use wait::disable_idle_polling;

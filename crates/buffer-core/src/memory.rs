@@ -233,6 +233,15 @@ impl BufferMemory {
     pub fn ownership(&self) -> Ownership {
         self.ownership
     }
+
+    /// The memory as this process's slot table records it.
+    pub(crate) fn local(&self) -> crate::local::LocalBuffer {
+        crate::local::LocalBuffer {
+            addr: self.addr,
+            len: self.len,
+            kind: self.kind,
+        }
+    }
 }
 
 impl fmt::Debug for BufferMemory {

@@ -1,8 +1,10 @@
 //! The fixed-size record a producer writes beside each buffer and a consumer reads.
 
 use std::fmt;
+use std::ops::{Deref, DerefMut};
 
 use crate::ShmSafe;
+use crate::shm_safe::ShmCell;
 
 /// Most planes a [`VideoFormat`] describes (FFmpeg's formats use at most 4).
 pub const MAX_PLANES: usize = 4;
@@ -84,9 +86,11 @@ pub struct Plane {
 }
 
 impl Plane {
-    /// One past the last byte of the plane.
+    /// One past the last byte of the plane (`u64::MAX` if that does not fit: a record read from
+    /// shared memory can hold anything).
     pub const fn end(&self) -> u64 {
-        self.offset + self.stride as u64 * self.rows as u64
+        self.offset
+            .saturating_add(self.stride as u64 * self.rows as u64)
     }
 }
 
@@ -206,6 +210,68 @@ impl FrameMeta {
         self.video.width = 0;
         self.video.height = 0;
         self.video.plane_count = 0;
+    }
+}
+
+/// A held buffer's metadata record, for its writer ([`WriteGuard::meta_mut`](crate::WriteGuard::meta_mut),
+/// [`BufferHold::meta_mut`](crate::BufferHold::meta_mut)): a copy of the record, written back
+/// to the pool when this is dropped. The record lives in memory other processes map; working on
+/// a copy means no reference into that memory is ever handed out, so a process scribbling on it
+/// cannot make this one's reads undefined behaviour.
+///
+/// # Examples
+///
+/// ```
+/// use buffer_core::{BufferPool, PoolConfig, Wait};
+///
+/// let pool = BufferPool::with_heap_buffers(PoolConfig::new("m"), 1, 64)?;
+/// let mut frame = pool.acquire_free(Wait::NoWait)?;
+/// frame.meta_mut().sequence = 7; // written back at the end of the statement
+/// {
+///     let mut meta = frame.meta_mut();
+///     meta.timestamp_ns = 1_000;
+///     meta.sequence += 1;
+/// } // written back here
+/// assert_eq!((frame.meta().sequence, frame.meta().timestamp_ns), (8, 1_000));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct MetaMut<'g> {
+    record: &'g ShmCell<FrameMeta>,
+    copy: FrameMeta,
+}
+
+impl<'g> MetaMut<'g> {
+    /// A copy of `record` to edit; only for the holder of its buffer.
+    pub(crate) fn new(record: &'g ShmCell<FrameMeta>) -> MetaMut<'g> {
+        MetaMut {
+            record,
+            copy: record.load(),
+        }
+    }
+}
+
+impl Deref for MetaMut<'_> {
+    type Target = FrameMeta;
+    fn deref(&self) -> &FrameMeta {
+        &self.copy
+    }
+}
+
+impl DerefMut for MetaMut<'_> {
+    fn deref_mut(&mut self) -> &mut FrameMeta {
+        &mut self.copy
+    }
+}
+
+impl Drop for MetaMut<'_> {
+    fn drop(&mut self) {
+        self.record.store(self.copy);
+    }
+}
+
+impl fmt::Debug for MetaMut<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.copy.fmt(f)
     }
 }
 

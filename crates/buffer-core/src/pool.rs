@@ -2,31 +2,34 @@
 //! created the pool (it alone adds and removes memory, and dropping it destroys the pool).
 
 use std::ops::Deref;
-use std::ptr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicPtr, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::async_acquire::{AsyncWaiters, WaitSource};
 use crate::block::{
-    BUFFER_ALIGN, Block, BlockIdentity, BlockLayout, BlockView, MAX_CATEGORY_LEN, MAX_NAME_LEN,
-    Shape, align_up,
+    AttachedBuffer, BUFFER_ALIGN, Block, BlockIdentity, BlockLayout, BlockView, MAX_CATEGORY_LEN,
+    MAX_NAME_LEN, PoolIdentity, Shape, align_up,
 };
 use crate::error::{
     AcquireError, AttachError, Counts, CreatePoolError, InjectError, Queue, RedeemError,
     RemoveError, SlotStateName,
 };
+use crate::fork::ForkTracking;
 use crate::guard::{ReadGuard, WriteGuard};
+use crate::liveness::Liveness;
+use crate::local::{LocalBuffer, LocalSlots};
 use crate::memory::{BufferMemory, MemoryOwner};
 use crate::meta::FrameMeta;
 use crate::port::{DEFAULT_PORT_DEPTH, MAX_PORT_NAME_LEN};
-use crate::process::{Identity, ProcessRecord};
+use crate::process::{MAX_PROCESSES, ProcessRecord};
+use crate::queue::Stalled;
 use crate::region::{REGION_ALIGN, Region};
-use crate::segment::{DEFAULT_SEGMENT_MODE, Segment, SegmentName, mode_is_safe};
-use crate::slot::{FOREIGN, NO_OFFSET, ONE_TIME, Slot, SlotState, SlotWord};
-use crate::wait::{Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
+use crate::segment::{DEFAULT_SEGMENT_MODE, Mapped, Segment, SegmentName, Unnamed, mode_is_safe};
+use crate::slot::{ONE_TIME, Slot, SlotState, SlotWord};
+use crate::wait::{Sleepers, Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
 use crate::{Buffer, BufferId, MemoryKind, Ownership, PoolId};
 
 /// Capacity of a pool when none is given: room to grow well past typical frame-pool sizes.
@@ -56,6 +59,7 @@ pub struct PoolConfig {
     ports: Vec<String>,
     port_depth: u32,
     segment_mode: u32,
+    alignment: usize,
 }
 
 impl PoolConfig {
@@ -69,7 +73,38 @@ impl PoolConfig {
             ports: Vec::new(),
             port_depth: DEFAULT_PORT_DEPTH,
             segment_mode: DEFAULT_SEGMENT_MODE,
+            alignment: BUFFER_ALIGN as usize,
         }
+    }
+
+    /// The alignment of every buffer a shared pool ([`BufferPool::create_shared`]) places in
+    /// its segment: a power of two from 64 (the default, one cache line) to the page size
+    /// ([`REGION_ALIGN`](crate::REGION_ALIGN), 4096: a segment is mapped at a page boundary,
+    /// in each process at another one). Pools whose buffers come from elsewhere (injected,
+    /// foreign) have their memory's own alignment.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use buffer_core::{BufferPool, PoolConfig, Wait};
+    ///
+    /// let name = format!("doc-align-{}", std::process::id());
+    /// let pool = BufferPool::create_shared(&name, PoolConfig::new("a").with_alignment(4096), 2, 1000)?;
+    /// for _ in 0..2 {
+    ///     let frame = pool.acquire_free(Wait::NoWait)?;
+    ///     assert_eq!(frame.buffer().virt_addr % 4096, 0);
+    ///     std::mem::forget(frame.into_id());
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_alignment(mut self, alignment: usize) -> PoolConfig {
+        self.alignment = alignment;
+        self
+    }
+
+    /// The alignment set.
+    pub fn alignment(&self) -> usize {
+        self.alignment
     }
 
     /// The permissions of the segment of a shared pool ([`BufferPool::create_shared`]):
@@ -229,6 +264,13 @@ impl PoolConfig {
                 return Err(CreatePoolError::PortName { name: port.clone() });
             }
         }
+        if !self.alignment.is_power_of_two()
+            || !(BUFFER_ALIGN as usize..=REGION_ALIGN).contains(&self.alignment)
+        {
+            return Err(CreatePoolError::Alignment {
+                alignment: self.alignment,
+            });
+        }
         if !mode_is_safe(self.segment_mode) {
             return Err(CreatePoolError::SegmentMode {
                 mode: self.segment_mode,
@@ -313,17 +355,22 @@ pub(crate) fn coarse_to_duration(packed: u64) -> Option<Duration> {
 pub(crate) type PlaneRegions = [(usize, usize); crate::MAX_PLANES];
 
 /// The state one process keeps beside a block.
+///
+/// Fields drop in order: the fork tracking goes before the block's memory is unmapped.
 pub(crate) struct PoolInner {
+    /// How this process asks the kernel which other processes live, and holds its own entry's
+    /// lock (through the segment file, for a shared pool).
+    pub(crate) liveness: Liveness,
+    /// A shared pool's mapping, tracked so that forked children get a private copy.
+    _fork: Option<ForkTracking>,
     block: Block,
     id: PoolId,
     name: Arc<str>,
     category: Arc<str>,
-    /// Each slot's memory address in this process (null while vacant).
-    pub(crate) addrs: Box<[AtomicPtr<u8>]>,
-    /// Each slot's length in this process: set when a buffer is added, or (shared pools) read
-    /// once when attaching, after checking that the buffer lies inside the segment, so that a
-    /// later change of the block by another process cannot make a slice longer.
-    pub(crate) lens: Box<[AtomicUsize]>,
+    /// Each slot's buffer as this process knows it (see the `local` module).
+    pub(crate) local: LocalSlots,
+    /// Each port's name, read once.
+    ports: Box<[String]>,
     /// Each slot's memory owner, dropped when the buffer leaves the pool. Touched only when
     /// buffers are added or removed, never on the acquire/release path.
     pub(crate) owners: Mutex<Vec<Option<MemoryOwner>>>,
@@ -340,6 +387,8 @@ pub(crate) struct PoolInner {
     /// Futures of this process waiting for a free buffer (index 0), a filled one (index 1), or a
     /// buffer on port `p` (index 2 + `p`).
     async_waiters: Box<[AsyncWaiters]>,
+    /// This process's threads asleep on each wait word, indexed as `async_waiters`.
+    sleepers: Box<[Sleepers]>,
 }
 
 /// A pool of reusable buffers with a free queue, a filled queue and optional fan-out ports.
@@ -409,8 +458,27 @@ pub struct PoolOwner {
 /// Where a new block goes, and what it is called there.
 pub(crate) struct Placement {
     pub(crate) region: Region,
-    pub(crate) segment: Option<SegmentName>,
+    /// For a shared pool: its name, the unnamed segment to name once the pool is complete, and
+    /// the segment file.
+    pub(crate) segment: Option<(SegmentName, Unnamed, std::os::fd::OwnedFd)>,
     pub(crate) pool_id: PoolId,
+}
+
+impl Placement {
+    /// A new shared-memory segment of `len` bytes named `name` (not visible before the pool
+    /// in it is complete).
+    pub(crate) fn shared(
+        name: SegmentName,
+        len: usize,
+        mode: u32,
+    ) -> Result<Placement, CreatePoolError> {
+        let (Mapped { region, file }, unnamed) = Segment::create(&name, len, mode)?;
+        Ok(Placement {
+            region,
+            segment: Some((name, unnamed, file)),
+            pool_id: PoolId::unique(),
+        })
+    }
 }
 
 impl BufferPool {
@@ -459,19 +527,14 @@ impl BufferPool {
         config.validate()?;
         config.check_initial_buffers(count, size)?;
         let layout = BlockLayout::new(config.shape());
-        let stride = align_up(size, BUFFER_ALIGN as usize);
+        // The block's length is a multiple of the page, and so of every alignment allowed.
+        let stride = align_up(size, config.alignment);
         let len = stride
             .checked_mul(count as usize)
             .and_then(|payload| payload.checked_add(layout.len))
             .map(|len| align_up(len, REGION_ALIGN))
             .ok_or(CreatePoolError::TooLarge { count, size })?;
-        let name = SegmentName::new(segment)?;
-        let region = Segment::create(&name, len, config.segment_mode)?;
-        let placement = Placement {
-            region,
-            segment: Some(name),
-            pool_id: PoolId::unique(),
-        };
+        let placement = Placement::shared(SegmentName::new(segment)?, len, config.segment_mode)?;
         BufferPool::init(&config, layout, placement, |pool| {
             for index in 0..count {
                 let offset = layout.len + index as usize * stride;
@@ -499,38 +562,34 @@ impl BufferPool {
         mut open: Option<&mut crate::foreign::Opener<'_>>,
     ) -> Result<BufferPool, AttachError> {
         let name = SegmentName::new(segment).map_err(AttachError::Name)?;
-        let region = Segment::open(&name)?;
-        let block = Block::attach(region)?;
-        // SAFETY: used only within this call, while `block` is alive.
-        let view = unsafe { block.view() };
-        let pool_id = PoolId::from_raw(view.header().pool_id);
-        let name_str = String::from_utf8_lossy(view.header().name()).into_owned();
-        let category = String::from_utf8_lossy(view.header().category()).into_owned();
-        let pool = BufferPool::adopt(block, pool_id, &name_str, &category, Some(name)).ok_or(
-            AttachError::TooManyProcesses {
-                max: crate::MAX_PROCESSES,
-            },
-        )?;
-        let capacity = pool.capacity() as usize;
-        let base = view.base().as_ptr();
-        for index in 0..capacity {
-            let slot = view.slot(index as u32);
-            let offset = slot.data_offset.load(Ordering::Relaxed);
-            if offset == NO_OFFSET {
-                continue;
+        let Mapped { region, file } = Segment::open(&name)?;
+        let (block, identity, buffers) = Block::attach(region)?;
+        let pool = BufferPool::adopt(block, identity, Liveness::of_segment(file), Some(name))
+            .ok_or(AttachError::TooManyProcesses { max: MAX_PROCESSES })?;
+        let base = pool.block.base().as_ptr();
+        for AttachedBuffer {
+            index,
+            offset,
+            size,
+            kind,
+            foreign,
+        } in buffers
+        {
+            // SAFETY: `offset` plus the buffer's (or token's) length lies inside the segment, as
+            // `Block::attach` checked on the very values used here.
+            let at = unsafe { base.add(offset) };
+            if foreign {
+                crate::foreign::open_foreign(&pool, index, size, kind, at, open.as_deref_mut())?;
+            } else {
+                pool.inner.local.set(
+                    index,
+                    LocalBuffer {
+                        addr: at,
+                        len: size,
+                        kind,
+                    },
+                );
             }
-            if slot.flags.load(Ordering::Relaxed) & FOREIGN != 0 {
-                // SAFETY: `offset + SHARE_TOKEN_LEN <= region.len()` (checked in `Block::attach`).
-                let token = unsafe { base.add(offset as usize) };
-                crate::foreign::open_foreign(&pool, index as u32, token, open.as_deref_mut())?;
-                continue;
-            }
-            // `Block::attach` checked that the buffer lies inside the segment.
-            let size = slot.size.load(Ordering::Relaxed) as usize;
-            // SAFETY: `offset + size <= region.len()` (checked in `Block::attach`).
-            let addr = unsafe { base.add(offset as usize) };
-            pool.inner.addrs[index].store(addr, Ordering::Release);
-            pool.inner.lens[index].store(size, Ordering::Release);
         }
         pool.reclaim_dead();
         Ok(pool)
@@ -555,67 +614,95 @@ impl BufferPool {
                 port_names: &config.ports,
             },
         );
-        let pool = BufferPool::adopt(
-            block,
-            placement.pool_id,
-            &config.name,
-            &config.category,
-            placement.segment,
-        )
-        .expect("a new block has a free process entry");
+        let identity = PoolIdentity {
+            pool_id: placement.pool_id.as_raw(),
+            name: config.name.clone(),
+            category: config.category.clone(),
+            hold_times: config.hold_times,
+            ports: config.ports.clone(),
+        };
+        let (segment, liveness) = match placement.segment {
+            Some((name, unnamed, file)) => (Some((name, unnamed)), Liveness::of_segment(file)),
+            None => (None, Liveness::private()),
+        };
+        let name = segment.as_ref().map(|(name, _)| name.clone());
+        let pool = BufferPool::adopt(block, identity, liveness, name)
+            .expect("a new block has a free process entry");
         fill(&pool);
+        // Only now, complete, does the pool get its name: nobody attaches to a half-made pool.
+        if let Some((_, unnamed)) = segment {
+            let file = pool
+                .inner
+                .liveness
+                .file()
+                .expect("a shared pool has its file");
+            unnamed.publish(file)?;
+        }
         Ok(PoolOwner { pool })
     }
 
     /// Makes this process's handle of `block`: registers the process in the block's process
-    /// table; `None` if the table is full even after reclaiming dead processes' entries.
+    /// table (holding its entry's liveness lock); `None` if the table is full even after
+    /// reclaiming dead processes' entries.
     fn adopt(
         block: Block,
-        id: PoolId,
-        name: &str,
-        category: &str,
+        identity: PoolIdentity,
+        liveness: Liveness,
         segment: Option<SegmentName>,
     ) -> Option<BufferPool> {
         // SAFETY: the view is stored beside the `Arc` that will own the block, in `BufferPool`
         // and its clones, so the block outlives every use of it.
         let view = unsafe { block.view() };
-        let me = Identity::current();
+        let pid = std::process::id();
+        // The entry's lock first, then the entry: an entry in use always has its lock held
+        // (see the `liveness` module).
         let claim = || {
-            view.processes()
-                .find_map(|(actor, entry)| entry.claim(me).then_some(actor))
+            view.processes().find_map(|(actor, entry)| {
+                if !liveness.lock_entry(actor) {
+                    return None;
+                }
+                let record = entry.claim(pid);
+                if record.is_none() {
+                    liveness.unlock_entry(actor);
+                }
+                Some((actor, record?))
+            })
         };
-        let actor = match claim() {
-            Some(actor) => actor,
+        let (actor, record) = match claim() {
+            Some(claimed) => claimed,
             None => {
-                crate::reclaim::reclaim_dead_with(view, 0);
+                crate::reclaim::reclaim_dead_with(view, &liveness, 0);
                 claim()?
             }
         };
-        let record = view.process(actor)?.read()?;
-        let capacity = view.capacity() as usize;
+        let fork = liveness.file().and_then(|file| {
+            let (base, len) = block.region();
+            crate::fork::track(base.as_ptr(), len, file)
+        });
+        let capacity = view.capacity();
+        let waits = 2 + view.shape().ports as usize;
         let inner = PoolInner {
+            liveness,
+            _fork: fork,
             block,
-            id,
-            name: name.into(),
-            category: category.into(),
-            addrs: (0..capacity)
-                .map(|_| AtomicPtr::new(ptr::null_mut()))
-                .collect(),
-            lens: (0..capacity).map(|_| AtomicUsize::new(0)).collect(),
+            id: PoolId::from_raw(identity.pool_id),
+            name: identity.name.into(),
+            category: identity.category.into(),
+            local: LocalSlots::new(capacity),
+            ports: identity.ports.into(),
             owners: Mutex::new((0..capacity).map(|_| None).collect()),
             destroyed: AtomicBool::new(false),
-            regions: Mutex::new(vec![None; capacity]),
+            regions: Mutex::new(vec![None; capacity as usize]),
             actor,
             record,
             segment,
-            async_waiters: (0..2 + view.shape().ports)
-                .map(|_| AsyncWaiters::default())
-                .collect(),
+            async_waiters: (0..waits).map(|_| AsyncWaiters::default()).collect(),
+            sleepers: (0..waits).map(|_| Sleepers::of(actor)).collect(),
         };
         Some(BufferPool {
             block: view,
             actor,
-            hold_times: view.hold_times(),
+            hold_times: identity.hold_times,
             inner: Arc::new(inner),
         })
     }
@@ -632,7 +719,12 @@ impl BufferPool {
         slot.data_offset.store(offset as u64, Ordering::Relaxed);
         // SAFETY: `offset + size` lies inside the segment, which was sized for every buffer.
         let addr = unsafe { self.block.base().as_ptr().add(offset) };
-        self.publish_new_buffer(index, generation, addr, size, None, Queue::Free);
+        let buffer = LocalBuffer {
+            addr,
+            len: size,
+            kind: MemoryKind::SharedHost,
+        };
+        self.publish_new_buffer(index, generation, buffer, None, Queue::Free);
     }
 
     /// Creates a pool with `count` zeroed heap buffers of `size` bytes (64-byte aligned) on the
@@ -716,11 +808,7 @@ impl BufferPool {
     /// The guard of free buffer `index`, just taken: its metadata reset for the new holder.
     #[inline(always)]
     pub(crate) fn free_guard(&self, index: u32, generation: u32) -> WriteGuard<'_> {
-        let slot = self.block.slot(index);
-        let size = self.len_of(index);
-        // SAFETY: taking `index` from the free queue made this thread the slot's only owner
-        // (slot module docs), so nobody else accesses its metadata.
-        unsafe { (*slot.meta.get()).reset(size as u64) };
+        self.block.slot(index).reset_meta(self.len_of(index) as u64);
         self.note_free_level();
         WriteGuard::new(self, index, generation)
     }
@@ -732,11 +820,17 @@ impl BufferPool {
 
     /// This process's async waiters of `source`.
     pub(crate) fn async_waiters(&self, source: WaitSource) -> &AsyncWaiters {
-        let index = match source {
-            WaitSource::Queue(queue) => usize::from(queue == Queue::Filled),
-            WaitSource::Port(port) => 2 + usize::from(port),
-        };
-        &self.inner.async_waiters[index]
+        &self.inner.async_waiters[source.index()]
+    }
+
+    /// This process's threads asleep on the wait word of `source`.
+    pub(crate) fn sleepers(&self, source: WaitSource) -> &Sleepers {
+        &self.inner.sleepers[source.index()]
+    }
+
+    /// The name of each port, by index.
+    pub(crate) fn port_names(&self) -> &[String] {
+        &self.inner.ports
     }
 
     /// Takes a buffer from the filled queue, waiting as `wait` says, for a consumer to read.
@@ -772,15 +866,20 @@ impl BufferPool {
         let (position, index) = ring.take(self.actor)?;
         let taken = self.hold_taken(index, queue);
         // The slot now names this process as its holder: the cell may go.
-        ring.release(position);
+        ring.release(position, self.actor, index);
         taken
     }
 
     /// Marks the buffer in slot `index`, just taken from `queue`, as held by this process.
-    /// `None` if the slot is not a queued buffer of that queue (a corrupt block).
+    /// `None` if the slot is not a queued buffer of that queue, or not a buffer this process
+    /// knows (a corrupt block, or a peer that wrote a vacant slot's index into a queue): such a
+    /// value is dropped, never handed out.
     #[inline(always)]
     fn hold_taken(&self, index: u32, queue: Queue) -> Option<(u32, u32)> {
         let slot = self.block.slot_checked(index)?;
+        if self.len_of(index) == 0 {
+            return None;
+        }
         let word = slot.word();
         let (queued, held) = match queue {
             Queue::Free => (SlotState::Free, SlotState::Writing),
@@ -807,7 +906,8 @@ impl BufferPool {
         }
         let (_, word) = self.block.queue(queue);
         let source = TakeFrom { pool: self, queue };
-        let result = wait_for(&source, word, wait, || {
+        let sleepers = self.sleepers(WaitSource::Queue(queue));
+        let result = wait_for(&source, word, sleepers, wait, || {
             header.waits.fetch_add(1, Ordering::Relaxed);
         });
         result.map_err(|failure| match failure {
@@ -852,7 +952,7 @@ impl BufferPool {
     /// to the free queue as usual.
     pub fn close(&self) {
         let header = self.block.header();
-        header.closed.store(1, Ordering::SeqCst);
+        header.open.store(0, Ordering::SeqCst);
         wake_all(&header.free_wait);
         wake_all(&header.filled_wait);
         for index in 0..self.block.shape().ports as usize {
@@ -863,7 +963,7 @@ impl BufferPool {
     /// Whether [`BufferPool::close`] was called (or the pool destroyed).
     #[inline(always)]
     pub fn is_closed(&self) -> bool {
-        self.block.header().closed.load(Ordering::SeqCst) != 0
+        self.block.header().open.load(Ordering::SeqCst) == 0
     }
 
     /// How many buffers there are and where (a snapshot).
@@ -884,9 +984,10 @@ impl BufferPool {
     pub fn stats(&self) -> Stats {
         let block = &self.block;
         let header = block.header();
+        // Counters in shared memory can hold anything: sum without overflowing.
         let acquisitions = (0..block.capacity())
             .map(|index| block.slot(index).acquisitions.load(Ordering::Relaxed))
-            .sum();
+            .fold(0u64, u64::wrapping_add);
         let min_free = header.free_low_water.load(Ordering::Relaxed);
         Stats {
             acquisitions,
@@ -905,9 +1006,10 @@ impl BufferPool {
         self.block.slot(index)
     }
 
+    /// Slot `index`'s buffer as this process knows it.
     #[inline]
-    pub(crate) fn addr(&self, index: u32) -> *mut u8 {
-        self.inner.addrs[index as usize].load(Ordering::Acquire)
+    pub(crate) fn local(&self, index: u32) -> LocalBuffer {
+        self.inner.local.get(index)
     }
 
     /// The plane allocations of slot `index`'s buffer, if it is a frame whose planes lie in
@@ -920,21 +1022,22 @@ impl BufferPool {
         self.inner.regions.lock()[index as usize]
     }
 
-    /// The length of slot `index`'s buffer as this process knows it.
-    #[inline]
+    /// The length of slot `index`'s buffer as this process knows it (0: no buffer known).
+    #[inline(always)]
     pub(crate) fn len_of(&self, index: u32) -> usize {
-        self.inner.lens[index as usize].load(Ordering::Acquire)
+        self.inner.local.len(index)
     }
 
     pub(crate) fn describe(&self, index: u32, generation: u32) -> Buffer {
-        let (_, kind, ownership, phys_addr) = self.slot(index).describe();
+        let (_, _, ownership, phys_addr) = self.slot(index).describe();
+        let local = self.local(index);
         Buffer {
             id: BufferId::new(self.id(), index, generation),
-            virt_addr: self.addr(index) as usize,
+            virt_addr: local.addr as usize,
             phys_addr,
-            size: self.len_of(index),
+            size: local.len,
             ownership,
-            kind,
+            kind: local.kind,
         }
     }
 
@@ -990,46 +1093,24 @@ impl BufferPool {
         BufferId::new(self.id(), index, generation)
     }
 
-    /// Puts slot `index` on `queue`, its state word already saying so, and wakes a waiter.
+    /// Puts slot `index` on `queue`, its state word already saying so, and wakes a waiter. A
+    /// taker stopped with a cell of the queue a lap earlier delays nothing (see the queue
+    /// module): only a corrupt block can leave the queue without a cell.
     #[inline(always)]
     pub(crate) fn push(&self, queue: Queue, index: u32) {
         let (ring, word) = self.block.queue(queue);
-        match ring.push(index) {
+        match ring.push(index, Stalled::Pass) {
             Ok(_) => wake_one(word),
-            Err(_) => self.push_slow(queue, index),
+            Err(_) => self.push_failed(queue, index),
         }
     }
 
-    /// A push that found its queue full at the tail: the queues have twice as many cells as
-    /// buffers, so the cell there is still TAKEN by a process that is about to release it (wait
-    /// for it), or by one that died (reclaim it). Anything else in the way means a corrupt block.
+    /// A push that found no cell: the block's queue positions or cells were overwritten.
     #[cold]
     #[inline(never)]
-    fn push_slow(&self, queue: Queue, index: u32) {
-        let (ring, word) = self.block.queue(queue);
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let full = match ring.push(index) {
-                Ok(_) => {
-                    wake_one(word);
-                    return;
-                }
-                Err(full) => full,
-            };
-            let taker = (full.blocker.state == crate::queue::CellState::Taken)
-                .then(|| self.block.process(full.blocker.actor)?.read())
-                .flatten();
-            match taker {
-                Some(record) if !record.is_alive() => {
-                    self.reclaim_dead();
-                }
-                Some(_) if Instant::now() < deadline => std::thread::yield_now(),
-                _ => break,
-            }
-        }
-        // Only a corrupt block gets here: its queue positions or cells were overwritten.
+    fn push_failed(&self, queue: Queue, index: u32) {
         eprintln!(
-            "bufpool: pool '{}': the {queue} queue is full, which only a corrupt pool block explains; buffer {index} is left out of it",
+            "bufpool: pool '{}': the {queue} queue has no free cell, which only a corrupt pool block explains; buffer {index} is left out of it",
             self.name()
         );
     }
@@ -1070,8 +1151,14 @@ impl BufferPool {
                 capacity: self.capacity(),
             });
         };
-        loop {
-            let word = slot.word();
+        let wanted = if to == SlotState::Writing {
+            "write"
+        } else {
+            "read"
+        };
+        let mut word = slot.word();
+        // A peer flipping the word for ever must not keep this loop going for ever.
+        for _ in 0..1000 {
             if word.generation != id.generation {
                 return Err(RedeemError::Stale {
                     id,
@@ -1080,21 +1167,25 @@ impl BufferPool {
                 });
             }
             if word.state != Some(from) {
-                return Err(RedeemError::NotDetached {
+                break;
+            }
+            if self.len_of(id.slot) == 0 {
+                return Err(RedeemError::Unknown {
                     id,
-                    wanted: if to == SlotState::Writing {
-                        "write"
-                    } else {
-                        "read"
-                    },
-                    state: SlotStateName(word.state),
+                    pool: self.inner.name.clone(),
                 });
             }
             let held = SlotWord::new(id.generation, to).by(self.actor);
-            if slot.replace(word, held).is_ok() {
-                return Ok(());
+            match slot.replace(word, held) {
+                Ok(()) => return Ok(()),
+                Err(now) => word = now,
             }
         }
+        Err(RedeemError::NotDetached {
+            id,
+            wanted,
+            state: SlotStateName(word.state),
+        })
     }
 
     /// Records a new buffer in slot `index` (claimed for injection) and queues it.
@@ -1102,14 +1193,13 @@ impl BufferPool {
         &self,
         index: u32,
         generation: u32,
-        addr: *mut u8,
-        len: usize,
+        buffer: LocalBuffer,
         owner: Option<MemoryOwner>,
         queue: Queue,
     ) {
         let mut meta = FrameMeta::default();
-        meta.reset(len as u64);
-        self.publish_new_buffer_with(index, generation, (addr, len, owner), meta, queue);
+        meta.reset(buffer.len as u64);
+        self.publish_new_buffer_with(index, generation, (buffer, owner), meta, queue);
     }
 
     /// [`BufferPool::publish_new_buffer`] with the metadata record given.
@@ -1117,15 +1207,13 @@ impl BufferPool {
         &self,
         index: u32,
         generation: u32,
-        (addr, len, owner): (*mut u8, usize, Option<MemoryOwner>),
+        (buffer, owner): (LocalBuffer, Option<MemoryOwner>),
         meta: FrameMeta,
         queue: Queue,
     ) {
         let slot = self.block.slot(index);
-        // SAFETY: claiming the vacant slot made this thread its only owner.
-        unsafe { *slot.meta.get() = meta };
-        self.inner.addrs[index as usize].store(addr, Ordering::Release);
-        self.inner.lens[index as usize].store(len, Ordering::Release);
+        slot.meta.store(meta);
+        self.inner.local.set(index, buffer);
         self.inner.owners.lock()[index as usize] = owner;
         self.block.header().buffers.fetch_add(1, Ordering::SeqCst);
         let state = match queue {
@@ -1150,10 +1238,6 @@ impl Waitable for TakeFrom<'_> {
         self.pool.try_take(self.queue)
     }
 
-    fn has_claimed(&self) -> bool {
-        self.pool.block.queue(self.queue).0.has_claimed()
-    }
-
     fn is_closed(&self) -> bool {
         self.pool.is_closed()
     }
@@ -1164,6 +1248,11 @@ impl Waitable for TakeFrom<'_> {
 }
 
 impl PoolInner {
+    /// The shared-memory segment's name, for a shared pool.
+    pub(crate) fn segment_name(&self) -> Option<SegmentName> {
+        self.segment.clone()
+    }
+
     /// Takes buffer `index` (owned by the caller, just taken) out of the pool and returns its
     /// memory owner; the caller drops it (releasing the memory) outside any lock.
     fn take_out(&self, index: u32) -> Option<MemoryOwner> {
@@ -1177,8 +1266,7 @@ impl PoolInner {
             slot.flags.store(0, Ordering::Relaxed);
             self.regions.lock()[index as usize] = None;
         }
-        self.addrs[index as usize].store(ptr::null_mut(), Ordering::Release);
-        self.lens[index as usize].store(0, Ordering::Release);
+        self.local.clear(index);
         block.header().buffers.fetch_sub(1, Ordering::SeqCst);
         slot.set(SlotWord::new(generation.wrapping_add(1), SlotState::Vacant));
         owner
@@ -1191,7 +1279,7 @@ impl PoolInner {
         let block = unsafe { self.block.view() };
         for queue in [block.free_queue(), block.filled_queue()] {
             while let Some((position, index)) = queue.take(self.actor) {
-                queue.release(position);
+                queue.release(position, self.actor, index);
                 if block.slot_checked(index).is_some() {
                     drop(self.take_out(index));
                 }
@@ -1207,14 +1295,9 @@ impl PoolOwner {
     /// releasing it.
     pub fn inject(&self, memory: BufferMemory, queue: Queue) -> Result<(), InjectError> {
         let (index, generation) = self.claim_slot_for(&memory)?;
-        self.pool.publish_new_buffer(
-            index,
-            generation,
-            memory.addr,
-            memory.len,
-            memory.owner,
-            queue,
-        );
+        let buffer = memory.local();
+        self.pool
+            .publish_new_buffer(index, generation, buffer, memory.owner, queue);
         Ok(())
     }
 
@@ -1306,10 +1389,11 @@ impl PoolOwner {
         let slot = self.pool.block.slot(index);
         self.pool.inner.regions.lock()[index as usize] = regions;
         slot.flags.store(ONE_TIME, Ordering::Relaxed);
+        let buffer = memory.local();
         self.pool.publish_new_buffer_with(
             index,
             generation,
-            (memory.addr, memory.len, memory.owner),
+            (buffer, memory.owner),
             meta,
             Queue::Filled,
         );
@@ -1327,7 +1411,7 @@ impl PoolOwner {
         if self.pool.is_closed() {
             return Err(InjectError::Closed { pool: name() });
         }
-        if memory.is_empty() {
+        if memory.is_empty() || memory.kind.is_host_accessible() && memory.addr.is_null() {
             return Err(InjectError::Empty { pool: name() });
         }
         let (index, generation) =
@@ -1388,9 +1472,9 @@ impl Drop for PoolOwner {
             .destroyed
             .store(1, Ordering::SeqCst);
         self.pool.close();
-        match &inner.segment {
-            Some(name) => Segment::unlink(name),
-            None => {
+        match (&inner.segment, inner.liveness.file()) {
+            (Some(name), Some(file)) => Segment::unlink(name, file),
+            _ => {
                 inner.destroyed.store(true, Ordering::SeqCst);
                 inner.release_queued_buffers();
             }
@@ -1399,17 +1483,26 @@ impl Drop for PoolOwner {
 }
 
 impl Drop for PoolInner {
+    /// Detaches: what this process still holds (ids it detached that nobody redeemed) goes back
+    /// to the pool, then its process entry is freed and its lock given up. If another process
+    /// is reclaiming right now, the entry is left as it is instead: once this attachment's file
+    /// is closed, its lock is gone and the next reaper reclaims what it held, as for a process
+    /// that died. Either way, ids it held become stale; none is handed to the next process that
+    /// gets the entry.
     fn drop(&mut self) {
         // SAFETY: used only within this call, while `self` (owning the block) is alive.
         let block = unsafe { self.block.view() };
-        // Detaching: what this process still holds (ids it detached that nobody redeemed) goes
-        // back to the pool, then its process entry is freed for another process.
-        if self.segment.is_some() {
-            crate::reclaim::reclaim_own(block, self.actor);
-        }
         if let Some(entry) = block.process(self.actor) {
-            entry.free(self.record);
+            if self.segment.is_some() {
+                if let Some(_lock) = self.liveness.cleanup_within(Duration::from_millis(10)) {
+                    crate::reclaim::reap(block, self.actor, self.actor);
+                    entry.free(self.record);
+                }
+            } else {
+                entry.free(self.record);
+            }
         }
+        self.liveness.unlock_entry(self.actor);
         // Every guard and handle is gone: whatever memory is still owned (buffers whose release
         // raced with destruction) is released now, exactly once, by dropping its owner.
         self.owners.get_mut().clear();

@@ -41,15 +41,14 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 
 use crate::async_acquire::{Registration, WaitSource};
 
 use crate::error::{PortError, ReceiveError, SubscribeError};
 use crate::guard::PortGuard;
-use crate::process::ProcessRecord;
-use crate::shm_safe::{CachePadded, ShmSafe};
+use crate::shm_safe::{CachePadded, ShmSafe, load_bytes};
 use crate::slot::{SlotState, SlotWord};
 use crate::wait::{Wait, WaitFailure, WaitWord, Waitable, wait_for, wake_one};
 use crate::{BufferPool, PoolId, Queue};
@@ -66,10 +65,10 @@ pub const MAX_PORT_NAME_LEN: usize = 31;
 /// A port's record in the block.
 #[repr(C)]
 pub(crate) struct PortEntry {
-    name_len: u32,
+    name_len: AtomicU32,
     /// Actor number of the subscribed process; 0 for none.
     subscriber: AtomicU32,
-    name: [u8; MAX_PORT_NAME_LEN + 1],
+    name: [AtomicU8; MAX_PORT_NAME_LEN + 1],
     /// Buffers published to the port.
     delivered: AtomicU64,
     /// Buffers refused because the port was full or had no subscriber.
@@ -78,7 +77,7 @@ pub(crate) struct PortEntry {
     pub(crate) wait: CachePadded<WaitWord>,
 }
 
-// SAFETY: `#[repr(C)]`, integers, atomics, a byte array and a `CachePadded<WaitWord>`.
+// SAFETY: `#[repr(C)]`, atomics, an array of atomics and a `CachePadded<WaitWord>`.
 unsafe impl ShmSafe for PortEntry {}
 
 impl PortEntry {
@@ -92,14 +91,18 @@ impl PortEntry {
         let entry = entry.as_ptr();
         // SAFETY: the caller guarantees exclusive access to a valid entry.
         let entry = unsafe { &mut *entry };
-        entry.name_len = name.len() as u32;
-        entry.name[..name.len()].copy_from_slice(name.as_bytes());
+        *entry.name_len.get_mut() = name.len() as u32;
+        for (byte, &value) in entry.name.iter_mut().zip(name.as_bytes()) {
+            *byte.get_mut() = value;
+        }
     }
 
-    /// The name, if the stored one is valid.
-    pub(crate) fn name(&self) -> Option<&str> {
-        let bytes = self.name.get(..self.name_len as usize)?;
-        std::str::from_utf8(bytes)
+    /// A copy of the name, if the stored one is valid (read once, when attaching).
+    pub(crate) fn name(&self) -> Option<String> {
+        let bytes = self
+            .name
+            .get(..self.name_len.load(Ordering::Relaxed) as usize)?;
+        String::from_utf8(load_bytes(bytes))
             .ok()
             .filter(|name| !name.is_empty())
     }
@@ -177,9 +180,10 @@ pub struct Subscription<'p> {
 impl BufferPool {
     /// The port called `name`.
     pub fn port(&self, name: &str) -> Result<Port, PortError> {
-        let ports = self.block.shape().ports as usize;
-        (0..ports)
-            .find(|&index| self.block.port(index).name() == Some(name))
+        let names = self.port_names();
+        names
+            .iter()
+            .position(|port| port == name)
             .map(|index| Port {
                 pool: self.id(),
                 index: index as u8,
@@ -187,9 +191,7 @@ impl BufferPool {
             .ok_or_else(|| PortError {
                 pool: self.inner_name(),
                 name: name.to_owned(),
-                known: (0..ports)
-                    .filter_map(|index| self.block.port(index).name().map(str::to_owned))
-                    .collect(),
+                known: names.to_vec(),
             })
     }
 
@@ -199,7 +201,7 @@ impl BufferPool {
         self.check_port(port)
             .map_err(|name| SubscribeError::WrongPool { port: name })?;
         let entry = self.block.port(usize::from(port.index));
-        let port_name = || entry.name().unwrap_or_default().to_owned();
+        let port_name = || self.port_names()[usize::from(port.index)].clone();
         for attempt in 0..2 {
             match entry.subscriber.compare_exchange(
                 0,
@@ -213,17 +215,17 @@ impl BufferPool {
                 Err(holder) => {
                     let holder = u8::try_from(holder).unwrap_or(0);
                     let record = self.block.process(holder).and_then(|entry| entry.read());
-                    let alive = record.is_some_and(|record| record.is_alive());
                     if holder == self.actor {
                         return Err(SubscribeError::Taken {
                             port: port_name(),
                             pid: std::process::id(),
                         });
                     }
+                    let alive = record.is_some() && !self.inner.liveness.is_dead(holder);
                     if alive || attempt == 1 {
                         return Err(SubscribeError::Taken {
                             port: port_name(),
-                            pid: record.map_or(0, |record: ProcessRecord| record.pid),
+                            pid: record.map_or(0, |record| record.pid),
                         });
                     }
                     self.reclaim_dead();
@@ -286,7 +288,11 @@ impl BufferPool {
             }
             let entry = self.block.port(usize::from(port.index));
             let queue = self.block.port_queue(usize::from(port.index));
-            let reserved = if entry.subscriber() == 0 {
+            // A port holds one reference to a buffer at most: a holder delivering again to a
+            // port that still has it (the port's subscriber has not dropped it) is refused, or
+            // the buffer would go back to the free queue while that port still read it.
+            let held_already = slot.word().ports & bit != 0;
+            let reserved = if entry.subscriber() == 0 || held_already {
                 None
             } else {
                 queue.reserve(index, self.actor).ok()
@@ -388,9 +394,15 @@ impl<'p> Subscription<'p> {
         let source = ReceiveFrom { subscription: self };
         let taken = match source.try_take() {
             Some(taken) => Ok(taken),
-            None => wait_for(&source, &entry.wait, wait, || {
-                pool.block.header().waits.fetch_add(1, Ordering::Relaxed);
-            }),
+            None => wait_for(
+                &source,
+                &entry.wait,
+                pool.sleepers(WaitSource::Port(self.port.index)),
+                wait,
+                || {
+                    pool.block.header().waits.fetch_add(1, Ordering::Relaxed);
+                },
+            ),
         };
         match taken {
             Ok(taken) => Ok(self.guard(taken)),
@@ -423,8 +435,7 @@ impl<'p> Subscription<'p> {
     }
 
     fn port_name(&self) -> String {
-        let entry = self.pool.block.port(usize::from(self.port.index));
-        entry.name().unwrap_or_default().to_owned()
+        self.pool.port_names()[usize::from(self.port.index)].clone()
     }
     /// A future for the next buffer published to the port: ready at once if one waits,
     /// otherwise when one is published (by any process attached to the pool). Works under any
@@ -533,19 +544,12 @@ impl Waitable for ReceiveFrom<'_, '_> {
         if let Some(slot) = pool.block.slot_checked(index) {
             let word = slot.word();
             if word.ports & 1 << port != 0 && pool.len_of(index) != 0 {
-                slot.note_acquired(pool.hold_time());
+                slot.note_received(pool.hold_time());
                 return Some((position, index, word.generation));
             }
         }
-        queue.release(position);
+        queue.release(position, pool.actor, index);
         None
-    }
-
-    fn has_claimed(&self) -> bool {
-        let pool = self.subscription.pool;
-        pool.block
-            .port_queue(usize::from(self.subscription.port.index))
-            .has_claimed()
     }
 
     fn is_closed(&self) -> bool {
@@ -562,14 +566,17 @@ impl Waitable for ReceiveFrom<'_, '_> {
 }
 
 impl Drop for Subscription<'_> {
-    /// Unsubscribes, then drops the buffers still waiting in the port.
+    /// Unsubscribes, then drops the buffers that were waiting in the port when the subscription
+    /// ended. A buffer published after that (to whoever subscribes next, by a producer that saw
+    /// this subscription a moment before it ended) stays in the port for the next subscriber.
     fn drop(&mut self) {
         let pool = self.pool;
         let index = usize::from(self.port.index);
         pool.block.port(index).unsubscribe(pool.actor);
         let queue = pool.block.port_queue(index);
-        while let Some((position, slot)) = queue.take(pool.actor) {
-            queue.release(position);
+        let (_, end) = queue.positions();
+        while let Some((position, slot)) = queue.take_before(pool.actor, end) {
+            queue.release(position, pool.actor, slot);
             if let Some(word) = pool.block.slot_checked(slot).map(|s| s.word()) {
                 pool.drop_port_reference(self.port.index, slot, word.generation);
             }

@@ -1,9 +1,26 @@
 //! The process table of a block: one entry per attached process, so that what a process holds
 //! can be recorded by a small index (its *actor* number) and reclaimed when the process dies.
 //!
-//! An entry holds the process id and the process's start time (field 22 of `/proc/PID/stat`, in
-//! clock ticks since boot): a pid reused by a new process has another start time, so the new
-//! process is never mistaken for the dead one.
+//! An entry only says who claimed it and in which state it is; whether its process still lives
+//! is not written in the block at all but held by the kernel (see the `liveness` module): the
+//! process holds a lock on byte `actor` of the segment file for as long as it is attached, and
+//! the kernel drops that lock when the process dies, however it dies and in whatever PID
+//! namespace it runs.
+//!
+//! # The entry word
+//!
+//! ```text
+//! bits 63..32  pid         the claimer's process id as it saw itself (for diagnostics only:
+//!                          another PID namespace numbers processes differently)
+//! bits 31..8   generation  grows by one at every claim, so a record read before a detach and a
+//!                          new claim is never mistaken for the new claim's
+//! bits 7..0    status      FREE, ACTIVE (a process is attached) or REAPING (a reaper is
+//!                          reclaiming what the dead process held)
+//! ```
+//!
+//! Every change is a compare-and-swap from a word read before: `FREE → ACTIVE` by the claimer
+//! (after it took the entry's lock byte), `ACTIVE → FREE` by the claimer when it detaches (before
+//! it lets the lock go), `ACTIVE → REAPING → FREE` by a reaper holding the cleanup lock.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -14,154 +31,91 @@ pub const MAX_PROCESSES: usize = 64;
 
 /// Entry status: nobody.
 const FREE: u64 = 0;
-/// Entry status: a process is filling the entry in.
-const CLAIMING: u64 = 1;
 /// Entry status: a process is attached.
-const ACTIVE: u64 = 2;
+const ACTIVE: u64 = 1;
+/// Entry status: a reaper is reclaiming what the entry's dead process held.
+const REAPING: u64 = 2;
+const STATUS_MASK: u64 = 0xff;
+const GENERATION_MASK: u64 = 0xff_ffff << 8;
 
 /// One attached process.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct ProcessEntry {
-    /// Status (low 8 bits) and pid (high 32 bits), changed only by compare-and-swap.
+    /// Pid, generation and status; see the module docs.
     word: AtomicU64,
-    /// The process's start time, written while the entry is CLAIMING.
-    start_time: AtomicU64,
 }
 
-// SAFETY: `#[repr(C)]`, two `AtomicU64`.
+// SAFETY: `#[repr(C)]`, one `AtomicU64`.
 unsafe impl ShmSafe for ProcessEntry {}
 
-/// Who an entry names, as read now.
+/// An entry as read at one moment: who claimed it and whether a reaper has taken it over.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct ProcessRecord {
+    /// The claimer's pid, as it saw itself.
     pub(crate) pid: u32,
-    pub(crate) start_time: u64,
-    /// Whether the process finished attaching (rather than being in the middle of it).
-    pub(crate) active: bool,
     word: u64,
 }
 
-impl ProcessEntry {
-    /// Claims this entry for the calling process, if it is free.
-    pub(crate) fn claim(&self, me: Identity) -> bool {
-        let claiming = u64::from(me.pid) << 32 | CLAIMING;
-        if self
-            .word
-            .compare_exchange(FREE, claiming, Ordering::AcqRel, Ordering::Relaxed)
-            .is_err()
-        {
-            return false;
-        }
-        self.start_time.store(me.start_time, Ordering::Relaxed);
-        self.word
-            .store(u64::from(me.pid) << 32 | ACTIVE, Ordering::Release);
-        true
+impl ProcessRecord {
+    /// Whether a reaper took the entry over (its process died).
+    pub(crate) fn is_reaping(self) -> bool {
+        self.word & STATUS_MASK == REAPING
     }
 
-    /// Who holds the entry; `None` if it is free (or corrupt).
+    /// The entry word this record's entry gets when freed: the same generation, no pid.
+    fn freed(self) -> u64 {
+        self.word & GENERATION_MASK | FREE
+    }
+}
+
+impl ProcessEntry {
+    /// Claims this entry for process `pid` if it is free; the caller holds the entry's lock.
+    pub(crate) fn claim(&self, pid: u32) -> Option<ProcessRecord> {
+        let word = self.word.load(Ordering::Acquire);
+        if word & STATUS_MASK != FREE {
+            return None;
+        }
+        let generation = (word & GENERATION_MASK).wrapping_add(1 << 8) & GENERATION_MASK;
+        let claimed = u64::from(pid) << 32 | generation | ACTIVE;
+        self.word
+            .compare_exchange(word, claimed, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        Some(ProcessRecord { pid, word: claimed })
+    }
+
+    /// Who holds the entry; `None` if it is free (or its status is corrupt).
     pub(crate) fn read(&self) -> Option<ProcessRecord> {
         let word = self.word.load(Ordering::Acquire);
-        let active = match word & 0xff {
-            CLAIMING => false,
-            ACTIVE => true,
-            _ => return None,
-        };
-        Some(ProcessRecord {
+        matches!(word & STATUS_MASK, ACTIVE | REAPING).then_some(ProcessRecord {
             pid: (word >> 32) as u32,
-            start_time: self.start_time.load(Ordering::Relaxed),
-            active,
             word,
         })
     }
 
-    /// Frees the entry if it still names `record` (after its process detached or was reaped).
+    /// Marks the entry of `record`, whose process was found dead, as being reaped; `None` if
+    /// the entry no longer reads `record` (its process detached meanwhile).
+    pub(crate) fn begin_reaping(&self, record: ProcessRecord) -> Option<ProcessRecord> {
+        let reaping = record.word & !STATUS_MASK | REAPING;
+        self.word
+            .compare_exchange(record.word, reaping, Ordering::AcqRel, Ordering::Relaxed)
+            .ok()?;
+        Some(ProcessRecord {
+            word: reaping,
+            ..record
+        })
+    }
+
+    /// Frees the entry if it still reads `record` (after its process detached or was reaped).
     pub(crate) fn free(&self, record: ProcessRecord) -> bool {
         self.word
-            .compare_exchange(record.word, FREE, Ordering::AcqRel, Ordering::Relaxed)
+            .compare_exchange(
+                record.word,
+                record.freed(),
+                Ordering::AcqRel,
+                Ordering::Relaxed,
+            )
             .is_ok()
-    }
-}
-
-/// A process as recorded in an entry.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Identity {
-    pub(crate) pid: u32,
-    pub(crate) start_time: u64,
-}
-
-impl Identity {
-    /// The calling process.
-    pub(crate) fn current() -> Identity {
-        let pid = std::process::id();
-        Identity {
-            pid,
-            start_time: status(pid).map_or(0, |status| status.start_time),
-        }
-    }
-}
-
-/// What `/proc/PID/stat` says about a process.
-struct Status {
-    /// Whether it has exited (a zombie, or being reaped by its parent).
-    exited: bool,
-    start_time: u64,
-}
-
-/// Reads `/proc/PID/stat` without allocating (it runs while acquisitions wait).
-fn status(pid: u32) -> Option<Status> {
-    use std::io::Write;
-    let mut path = [0u8; 32];
-    let path_len = {
-        let mut cursor = &mut path[..];
-        write!(cursor, "/proc/{pid}/stat").ok()?;
-        32 - cursor.len()
-    };
-    let path = std::str::from_utf8(&path[..path_len]).ok()?;
-    let fd = rustix::fs::open(
-        path,
-        rustix::fs::OFlags::RDONLY | rustix::fs::OFlags::CLOEXEC,
-        rustix::fs::Mode::empty(),
-    )
-    .ok()?;
-    let mut buffer = [0u8; 1024];
-    let mut len = 0;
-    while len < buffer.len() {
-        match rustix::io::read(&fd, &mut buffer[len..]) {
-            Ok(0) => break,
-            Ok(n) => len += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return None,
-        }
-    }
-    let stat = std::str::from_utf8(&buffer[..len]).ok()?;
-    // "pid (comm) state ppid ...": comm may contain spaces and parentheses, so split after the
-    // last ')'. The fields after it start with field 3 (state); start time is field 22.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(Status {
-        exited: matches!(state, "Z" | "X" | "x"),
-        start_time,
-    })
-}
-
-impl ProcessRecord {
-    /// Whether a process with this pid is running (for records that have only a pid).
-    pub(crate) fn pid_alive(pid: u32) -> bool {
-        status(pid).is_some_and(|status| !status.exited)
-    }
-
-    /// Whether the process is still running. One that is attaching is judged by its pid alone
-    /// (its start time may not be written yet).
-    pub(crate) fn is_alive(&self) -> bool {
-        match status(self.pid) {
-            None => false,
-            Some(status) => {
-                !status.exited && (!self.active || status.start_time == self.start_time)
-            }
-        }
     }
 }
 
@@ -172,44 +126,58 @@ mod tests {
     #[test]
     fn an_entry_is_claimed_once_and_freed_once() {
         let entry = ProcessEntry::default();
-        let me = Identity::current();
-        assert!(entry.claim(me));
-        assert!(!entry.claim(me));
-        let record = entry.read().unwrap();
-        assert_eq!((record.pid, record.start_time), (me.pid, me.start_time));
-        assert!(record.is_alive());
+        let record = entry.claim(42).unwrap();
+        assert_eq!(record.pid, 42);
+        assert!(entry.claim(43).is_none());
+        assert_eq!(entry.read(), Some(record));
         assert!(entry.free(record));
         assert!(!entry.free(record));
         assert_eq!(entry.read(), None);
     }
 
     #[test]
-    fn a_reused_pid_with_another_start_time_is_dead() {
-        let me = Identity::current();
-        assert_ne!(me.start_time, 0, "/proc/self/stat gave a start time");
+    fn a_new_claim_is_never_mistaken_for_an_old_one() {
         let entry = ProcessEntry::default();
-        assert!(entry.claim(Identity {
-            start_time: me.start_time + 1,
-            ..me
-        }));
-        assert!(!entry.read().unwrap().is_alive());
+        let first = entry.claim(7).unwrap();
+        assert!(entry.free(first));
+        // The same pid claims the same entry again: another generation.
+        let second = entry.claim(7).unwrap();
+        assert_ne!(first, second);
+        assert!(
+            entry.begin_reaping(first).is_none(),
+            "a stale record is refused"
+        );
+        assert!(!entry.free(first));
+        assert_eq!(entry.read(), Some(second));
     }
 
     #[test]
-    fn an_exited_child_is_dead_before_and_after_it_is_waited_for() {
-        let mut child = std::process::Command::new("true").spawn().unwrap();
-        let pid = child.id();
+    fn a_reaped_entry_is_freed_by_its_reaper_only() {
         let entry = ProcessEntry::default();
-        assert!(entry.claim(Identity {
-            pid,
-            start_time: status(pid).map_or(0, |s| s.start_time),
-        }));
-        // Not yet waited for: a zombie, or already gone.
-        while status(pid).is_some_and(|s| !s.exited) {
-            std::thread::yield_now();
-        }
-        assert!(!entry.read().unwrap().is_alive());
-        child.wait().unwrap();
-        assert!(!entry.read().unwrap().is_alive());
+        let record = entry.claim(9).unwrap();
+        let reaping = entry.begin_reaping(record).unwrap();
+        assert!(reaping.is_reaping());
+        assert!(
+            !entry.free(record),
+            "the dead process's own record no longer frees it"
+        );
+        assert!(
+            entry.claim(10).is_none(),
+            "nobody claims an entry being reaped"
+        );
+        assert!(entry.free(reaping));
+        assert!(entry.claim(10).is_some());
+    }
+
+    #[test]
+    fn the_generation_wraps_without_touching_pid_or_status() {
+        let entry = ProcessEntry {
+            word: AtomicU64::new(GENERATION_MASK | FREE),
+        };
+        let record = entry.claim(u32::MAX).unwrap();
+        assert_eq!(record.pid, u32::MAX);
+        assert_eq!(record.word & GENERATION_MASK, 0);
+        assert!(entry.free(record));
+        assert_eq!(entry.read(), None);
     }
 }

@@ -18,18 +18,29 @@
 //! - port references whose cell is gone (a read that ended between releasing its cell and
 //!   dropping the reference): dropped.
 //!
+//! - its bit among the sleepers of every wait word: cleared.
+//!
 //! Each step re-reads the state word and changes it only by compare-and-swap from what it read,
 //! so it cannot undo a live process's move; state words are read before the cells are scanned,
 //! so that a buffer which left a cell meanwhile has a changed state word and is left alone. The
-//! steps run under the block's cleanup lock, so two reapers never race. A reaper that dies while
-//! reaping is itself reaped; every step is safe to repeat.
+//! steps run under the block's cleanup lock, so two reapers never race.
+//!
+//! # Who is dead
+//!
+//! The kernel says (see the `liveness` module): a process is dead once nobody holds its
+//! entry's lock. A reaper reads the entry, then finds its lock free, then marks the entry
+//! REAPING by a compare-and-swap from what it read; the entry's generation makes sure no detach
+//! and new claim came in between, and a live claimer holds the lock from before its claim until
+//! after its detach, so the process it reaps was dead all along. An entry stays REAPING until
+//! the reaper frees it; a reaper that dies half-way leaves it REAPING, and the next one (who
+//! can only take the cleanup lock once the dead one's is gone) finishes the job: every step is
+//! safe to repeat.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use crate::block::BlockView;
-use crate::process::ProcessRecord;
-use crate::queue::{CellChange, CellState, QueueRef};
+use crate::liveness::Liveness;
+use crate::queue::{CellChange, CellState, QueueRef, Stalled};
 use crate::slot::{SlotState, SlotWord};
 use crate::wait::wake_one;
 use crate::{BufferPool, Queue};
@@ -39,9 +50,10 @@ impl BufferPool {
     /// their guards, their detached ids, their port reads and publications in flight, their port
     /// subscriptions. Returns how many buffers went back to the free queue.
     ///
-    /// This runs by itself when a process attaches and while an acquisition waits (at most every
-    /// 100 ms); call it to reclaim at other moments. It costs a read of `/proc/PID/stat` for each
-    /// attached process, and a scan of the block only when one died.
+    /// This runs by itself when a process attaches and while an acquisition waits (when it
+    /// begins to sleep, then every 100 ms); call it to reclaim at other moments. It costs one
+    /// `fcntl` system call per attached process (asking the kernel whether it still holds its
+    /// lock), and a scan of the block only when one died.
     ///
     /// # Examples
     ///
@@ -52,37 +64,42 @@ impl BufferPool {
     /// assert_eq!(pool.reclaim_dead(), 0); // nobody died
     /// ```
     pub fn reclaim_dead(&self) -> usize {
-        reclaim_dead_with(self.block, self.actor)
+        reclaim_dead_with(self.block, &self.inner.liveness, self.actor)
     }
 }
 
 /// [`BufferPool::reclaim_dead`] for the process whose actor number is `me` (0 if it has none
-/// yet).
-pub(crate) fn reclaim_dead_with(block: BlockView, me: u8) -> usize {
-    let dead: Vec<(u8, ProcessRecord)> = block
+/// yet), asking the kernel through `liveness`.
+pub(crate) fn reclaim_dead_with(block: BlockView, liveness: &Liveness, me: u8) -> usize {
+    let dead = |actor: u8| {
+        let record = block.process(actor)?.read()?;
+        (record.is_reaping() || liveness.is_dead(actor)).then_some(record)
+    };
+    if !block
         .processes()
-        .filter(|&(actor, _)| actor != me)
-        .filter_map(|(actor, entry)| Some((actor, entry.read()?)))
-        .filter(|(_, record)| !record.is_alive())
-        .collect();
-    if dead.is_empty() {
+        .any(|(actor, _)| actor != me && dead(actor).is_some())
+    {
         return 0;
     }
-    let Some(_lock) = CleanupLock::acquire(&block, Duration::ZERO) else {
-        // Another process is reclaiming right now.
+    let Some(_lock) = liveness.cleanup() else {
+        // Another process (or thread) is reclaiming right now.
         return 0;
     };
     let mut back = 0;
-    for (actor, record) in dead {
-        let Some(entry) = block.process(actor) else {
-            continue;
+    for (actor, entry) in block.processes().filter(|&(actor, _)| actor != me) {
+        // Read again under the lock: another reaper may have finished this one meanwhile (and
+        // the entry been claimed again by a live process).
+        let Some(record) = dead(actor) else { continue };
+        let reaping = if record.is_reaping() {
+            record // a reaper died half-way: finish its job
+        } else {
+            let Some(reaping) = entry.begin_reaping(record) else {
+                continue;
+            };
+            reaping
         };
-        // Another reaper may have finished this one (and the entry been reused) meanwhile.
-        if entry.read() != Some(record) {
-            continue;
-        }
         back += reap(block, actor, me);
-        entry.free(record);
+        entry.free(reaping);
         block.header().reaped.fetch_add(1, Ordering::Relaxed);
     }
     block
@@ -92,52 +109,16 @@ pub(crate) fn reclaim_dead_with(block: BlockView, me: u8) -> usize {
     back
 }
 
-/// Gives back what process `me` itself still holds, as it detaches (its handles are gone, so
-/// none of its threads is using the pool).
-pub(crate) fn reclaim_own(block: BlockView, me: u8) {
-    if let Some(_lock) = CleanupLock::acquire(&block, Duration::from_secs(1)) {
-        reap(block, me, me);
+/// Reclaims what `dead` held, acting as `me` (`dead` itself when a process gives back what it
+/// still holds as it detaches); returns the buffers put back on the free queue. The caller
+/// holds the cleanup lock.
+pub(crate) fn reap(block: BlockView, dead: u8, me: u8) -> usize {
+    let header = block.header();
+    header.free_wait.forget(dead);
+    header.filled_wait.forget(dead);
+    for port in 0..block.shape().ports as usize {
+        block.port(port).wait.forget(dead);
     }
-}
-
-/// The block's cleanup lock: the holder's pid in the header, 0 when free. A holder that died is
-/// replaced.
-struct CleanupLock<'a> {
-    word: &'a std::sync::atomic::AtomicU32,
-}
-
-impl<'a> CleanupLock<'a> {
-    /// Takes the lock of `block`, waiting at most `patience` for a live holder.
-    fn acquire(block: &'a BlockView, patience: Duration) -> Option<CleanupLock<'a>> {
-        let word = &block.header().cleanup;
-        let me = std::process::id();
-        let deadline = Instant::now() + patience;
-        loop {
-            match word.compare_exchange(0, me, Ordering::AcqRel, Ordering::Acquire) {
-                Ok(_) => return Some(CleanupLock { word }),
-                Err(holder) if holder != me && !ProcessRecord::pid_alive(holder) => {
-                    if word
-                        .compare_exchange(holder, me, Ordering::AcqRel, Ordering::Acquire)
-                        .is_ok()
-                    {
-                        return Some(CleanupLock { word });
-                    }
-                }
-                Err(_) if Instant::now() >= deadline => return None,
-                Err(_) => std::thread::yield_now(),
-            }
-        }
-    }
-}
-
-impl Drop for CleanupLock<'_> {
-    fn drop(&mut self) {
-        self.word.store(0, Ordering::Release);
-    }
-}
-
-/// Reclaims what `dead` held, acting as `me`; returns the buffers put back on the free queue.
-fn reap(block: BlockView, dead: u8, me: u8) -> usize {
     let mut back = 0;
     for queue in [Queue::Free, Queue::Filled] {
         back += finish_takes(block, queue, dead, me);
@@ -225,8 +206,8 @@ fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
     if entry.subscriber() == dead {
         // Nobody will read what waits in a dead subscriber's port: drop it (the references are
         // dropped by `finish_slots`, their cells being gone).
-        while let Some((position, _)) = ring.take(me) {
-            ring.release(position);
+        while let Some((position, value)) = ring.take(me) {
+            ring.release(position, me, value);
         }
         entry.unsubscribe(dead);
     }
@@ -242,6 +223,8 @@ fn finish_slots(block: BlockView, dead: u8, me: u8) -> usize {
     let in_ports: Vec<Vec<bool>> = (0..block.shape().ports as usize)
         .map(|port| presence(block.port_queue(port), capacity))
         .collect();
+    // Bits of ports the pool does not have can only come from a corrupt block.
+    let stray = u16::MAX.checked_shl(block.shape().ports).unwrap_or(0);
     let mut back = 0;
     for (index, &word) in words.iter().enumerate() {
         let slot = block.slot(index as u32);
@@ -251,7 +234,7 @@ fn finish_slots(block: BlockView, dead: u8, me: u8) -> usize {
             .iter()
             .enumerate()
             .filter(|(port, present)| word.ports & (1 << port) != 0 && !present[index])
-            .fold(0u16, |bits, (port, _)| bits | 1 << port);
+            .fold(word.ports & stray, |bits, (port, _)| bits | 1 << port);
         if orphans != 0 {
             let next = SlotWord {
                 ports: word.ports & !orphans,
@@ -314,17 +297,15 @@ fn presence(ring: QueueRef<'_>, capacity: u32) -> Vec<bool> {
     present
 }
 
-/// Puts slot `index`, whose state word now names the reaper, on `queue`.
+/// Puts slot `index`, whose state word now names the reaper, on `queue` (which a stalled
+/// taker cannot block: see the queue module).
 fn requeue(block: BlockView, queue: Queue, index: u32) {
     let (ring, word) = block.queue(queue);
-    for _ in 0..1000 {
-        if ring.push(index).is_ok() {
-            wake_one(word);
-            return;
-        }
-        std::thread::yield_now();
+    if ring.push(index, Stalled::Pass).is_ok() {
+        wake_one(word);
+        return;
     }
     eprintln!(
-        "bufpool: the {queue} queue stayed full while reclaiming buffer {index}, which only a corrupt pool block explains; it is left out"
+        "bufpool: the {queue} queue had no free cell while reclaiming buffer {index}, which only a corrupt pool block explains; it is left out"
     );
 }

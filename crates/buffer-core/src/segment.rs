@@ -1,13 +1,17 @@
 //! Named POSIX shared-memory segments (`/dev/shm/bufpool.NAME`) that hold a shared pool: its
 //! block followed by its buffers.
+//!
+//! A segment is created without a name (`O_TMPFILE`), filled, and only then linked under its
+//! name, so no process ever attaches to a pool that is still being built, and a creator that
+//! dies half-way leaves nothing behind.
 
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
-use rustix::fs::Mode;
+use rustix::fs::{AtFlags, FileType, Mode, OFlags};
+use rustix::io::Errno;
 use rustix::mm::{MapFlags, ProtFlags};
-use rustix::shm;
 
 use crate::error::{AttachError, SegmentError, SegmentNameError};
 use crate::region::Region;
@@ -64,9 +68,9 @@ impl SegmentName {
         &self.0
     }
 
-    /// The name passed to `shm_open`.
-    fn shm_path(&self) -> String {
-        format!("/{PREFIX}{}", self.0)
+    /// The segment's file name in `/dev/shm`.
+    fn file_name(&self) -> String {
+        format!("{PREFIX}{}", self.0)
     }
 }
 
@@ -77,69 +81,98 @@ impl fmt::Display for SegmentName {
 }
 
 /// Operations on segments.
+///
+/// Every name is looked up in `/dev/shm` through a descriptor of that directory and opened with
+/// `O_NOFOLLOW`: a symbolic link planted under a pool's name (by another user, into another pool
+/// or a file outside `/dev/shm`) is refused, never followed. What was opened is checked, not
+/// what the name pointed to: a regular file with one link, owned by this user, that no other
+/// user may write.
 pub(crate) struct Segment;
 
+/// A segment mapped by this process: its memory, and the open file that holds this
+/// attachment's liveness lock (see the `liveness` module).
+pub(crate) struct Mapped {
+    pub(crate) region: Region,
+    pub(crate) file: OwnedFd,
+}
+
+/// A new segment that has no name yet: nobody can attach to it until
+/// [`Unnamed::publish`] gives it its name, after the pool in it is complete.
+pub(crate) struct Unnamed {
+    dir: OwnedFd,
+    name: SegmentName,
+}
+
 impl Segment {
-    /// Creates segment `name` of `len` zeroed bytes with `mode` (failing if it exists) and maps
-    /// it.
+    /// Creates an unnamed segment of `len` zeroed bytes with `mode` for `name` (failing if the
+    /// name exists) and maps it. The creator fills the pool, then publishes the name.
     pub(crate) fn create(
         name: &SegmentName,
         len: usize,
         mode: u32,
-    ) -> Result<Region, SegmentError> {
-        let fail = |action: &'static str| {
-            let name = name.clone();
-            move |source: rustix::io::Errno| SegmentError::System {
-                name,
-                action,
-                code: source.raw_os_error(),
-            }
-        };
-        let fd = shm::open(
-            name.shm_path(),
-            shm::OFlags::CREATE | shm::OFlags::EXCL | shm::OFlags::RDWR,
+    ) -> Result<(Mapped, Unnamed), SegmentError> {
+        let fail = |action: &'static str| system(name, action);
+        let dir = shm_dir().map_err(fail("find the directory of"))?;
+        if rustix::fs::statat(&dir, name.file_name(), AtFlags::SYMLINK_NOFOLLOW).is_ok() {
+            return Err(SegmentError::Exists { name: name.clone() });
+        }
+        // An unnamed file: if this process dies before the pool is complete, it goes with it.
+        let file = rustix::fs::openat(
+            &dir,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
             Mode::from_raw_mode(mode),
         )
-        .map_err(|errno| match errno {
-            rustix::io::Errno::EXIST => SegmentError::Exists { name: name.clone() },
-            errno => fail("create")(errno),
-        })?;
-        let made = (|| {
-            // The umask may have cleared bits of the mode: set it exactly.
-            rustix::fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(fail("set the mode of"))?;
-            rustix::fs::ftruncate(&fd, len as u64).map_err(fail("size"))?;
-            map(&fd, len).map_err(fail("map"))
-        })();
-        if made.is_err() {
-            Segment::unlink(name);
-        }
-        made
+        .map_err(fail("create (O_TMPFILE in /dev/shm)"))?;
+        // The umask may have cleared bits of the mode: set it exactly.
+        rustix::fs::fchmod(&file, Mode::from_raw_mode(mode)).map_err(fail("set the mode of"))?;
+        rustix::fs::ftruncate(&file, len as u64).map_err(fail("size"))?;
+        let region = map(&file, len).map_err(fail("map"))?;
+        let unnamed = Unnamed {
+            dir,
+            name: name.clone(),
+        };
+        Ok((Mapped { region, file }, unnamed))
     }
 
-    /// Opens and maps segment `name`, after checking that it belongs to this user and that no
-    /// other user can write it.
-    pub(crate) fn open(name: &SegmentName) -> Result<Region, AttachError> {
+    /// Opens and maps segment `name`, after checking what it is (see [`Segment`]).
+    pub(crate) fn open(name: &SegmentName) -> Result<Mapped, AttachError> {
         let fail = |action: &'static str| {
-            let name = name.clone();
-            move |source: rustix::io::Errno| {
-                AttachError::Segment(SegmentError::System {
-                    name,
-                    action,
-                    code: source.raw_os_error(),
-                })
-            }
+            let fail = system(name, action);
+            move |errno| AttachError::Segment(fail(errno))
         };
-        let fd = shm::open(name.shm_path(), shm::OFlags::RDWR, Mode::empty()).map_err(|errno| {
-            match errno {
-                rustix::io::Errno::NOENT => AttachError::NotFound { name: name.clone() },
-                rustix::io::Errno::ACCESS => AttachError::Permission {
-                    name: name.clone(),
-                    reason: "this user may not open it".into(),
-                },
-                errno => fail("open")(errno),
+        let permission = |reason: String| AttachError::Permission {
+            name: name.clone(),
+            reason,
+        };
+        let dir = shm_dir().map_err(fail("find the directory of"))?;
+        // Non-blocking: a FIFO planted under the name must not hang the open.
+        let file = rustix::fs::openat(
+            &dir,
+            name.file_name(),
+            OFlags::RDWR | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|errno| match errno {
+            Errno::NOENT => AttachError::NotFound { name: name.clone() },
+            Errno::ACCESS => permission("this user may not open it".into()),
+            Errno::LOOP => {
+                permission("it is a symbolic link, which a pool segment never is; remove it".into())
             }
+            errno => fail("open")(errno),
         })?;
-        let stat = rustix::fs::fstat(&fd).map_err(fail("inspect"))?;
+        let stat = rustix::fs::fstat(&file).map_err(fail("inspect"))?;
+        if FileType::from_raw_mode(stat.st_mode) != FileType::RegularFile {
+            return Err(permission(
+                "it is not a regular file, which a pool segment always is; remove it".into(),
+            ));
+        }
+        if stat.st_nlink != 1 {
+            return Err(permission(format!(
+                "it has {} names (hard links), a pool segment has one; remove them",
+                stat.st_nlink
+            )));
+        }
         check_ownership(
             name,
             stat.st_uid,
@@ -150,13 +183,23 @@ impl Segment {
         if len == 0 {
             return Err(AttachError::Truncated { len, needed: 1 });
         }
-        map(&fd, len).map_err(fail("map"))
+        let region = map(&file, len).map_err(fail("map"))?;
+        Ok(Mapped { region, file })
     }
 
-    /// Removes segment `name` from the namespace (mappings stay valid). A name that is already
-    /// gone is fine.
-    pub(crate) fn unlink(name: &SegmentName) {
-        let _ = shm::unlink(name.shm_path());
+    /// Removes segment `name` from the namespace if it is still `file` (mappings stay valid).
+    /// A name that is gone, or names another file now, is left alone.
+    pub(crate) fn unlink(name: &SegmentName, file: BorrowedFd<'_>) {
+        let Ok(dir) = shm_dir() else { return };
+        let (Ok(named), Ok(ours)) = (
+            rustix::fs::statat(&dir, name.file_name(), AtFlags::SYMLINK_NOFOLLOW),
+            rustix::fs::fstat(file),
+        ) else {
+            return;
+        };
+        if (named.st_dev, named.st_ino) == (ours.st_dev, ours.st_ino) {
+            let _ = rustix::fs::unlinkat(&dir, name.file_name(), AtFlags::empty());
+        }
     }
 
     /// The names of every pool segment on this machine.
@@ -172,6 +215,55 @@ impl Segment {
             .collect();
         names.sort_by(|a, b| a.0.cmp(&b.0));
         names
+    }
+}
+
+impl Unnamed {
+    /// Gives the segment behind `file` its name, making the pool in it visible to other
+    /// processes; `Exists` if another segment took the name meanwhile.
+    pub(crate) fn publish(&self, file: BorrowedFd<'_>) -> Result<(), SegmentError> {
+        let exists = || SegmentError::Exists {
+            name: self.name.clone(),
+        };
+        let target = self.name.file_name();
+        // `AT_EMPTY_PATH` needs CAP_DAC_READ_SEARCH on older kernels; the descriptor's entry in
+        // /proc links the same file without it.
+        match rustix::fs::linkat(file, "", &self.dir, &target, AtFlags::EMPTY_PATH) {
+            Ok(()) => return Ok(()),
+            Err(Errno::EXIST) => return Err(exists()),
+            Err(_) => {}
+        }
+        let by_proc = format!("/proc/self/fd/{}", file.as_raw_fd());
+        match rustix::fs::linkat(
+            rustix::fs::CWD,
+            by_proc.as_str(),
+            &self.dir,
+            &target,
+            AtFlags::SYMLINK_FOLLOW,
+        ) {
+            Ok(()) => Ok(()),
+            Err(Errno::EXIST) => Err(exists()),
+            Err(errno) => Err(system(&self.name, "name (link into /dev/shm)")(errno)),
+        }
+    }
+}
+
+/// `/dev/shm`, opened as a directory to look names up in.
+fn shm_dir() -> rustix::io::Result<OwnedFd> {
+    rustix::fs::open(
+        SHM_DIR,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The error of a failed system call doing `action` on segment `name`.
+fn system(name: &SegmentName, action: &'static str) -> impl Fn(Errno) -> SegmentError {
+    let name = name.clone();
+    move |errno: Errno| SegmentError::System {
+        name: name.clone(),
+        action,
+        code: errno.raw_os_error(),
     }
 }
 

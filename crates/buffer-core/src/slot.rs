@@ -31,12 +31,11 @@
 //! whose push may not have landed yet). That is what the reaper relies on to reclaim exactly
 //! what a killed process held.
 
-use std::cell::UnsafeCell;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 
 use crate::memory::{MemoryKind, Ownership};
 use crate::meta::FrameMeta;
-use crate::shm_safe::ShmSafe;
+use crate::shm_safe::{ShmCell, ShmSafe};
 
 /// What a slot is doing, as stored in the low half of its state word.
 ///
@@ -205,17 +204,14 @@ pub(crate) struct Slot {
     /// When the buffer was added to the pool: `CLOCK_MONOTONIC_COARSE` whole seconds (its age in
     /// diagnostics). Fills the first cache line's last four bytes.
     pub(crate) added_at: AtomicU32,
-    /// The producer's record; accessed only by the slot's owner (see the module docs).
-    pub(crate) meta: UnsafeCell<FrameMeta>,
+    /// The producer's record: written by the slot's owner (see the module docs), read by its
+    /// readers, always as whole copies (a peer scribbling on it cannot cause undefined
+    /// behaviour).
+    pub(crate) meta: ShmCell<FrameMeta>,
 }
 
-// SAFETY: `#[repr(C)]`; every field is an atomic integer or a `FrameMeta` (itself `ShmSafe`) in an
-// `UnsafeCell`, which has the same layout as its content.
+// SAFETY: `#[repr(C)]`; every field is an atomic integer or a `ShmCell<FrameMeta>` (`ShmSafe`).
 unsafe impl ShmSafe for Slot {}
-
-// SAFETY: the atomics are `Sync`; the `UnsafeCell<FrameMeta>` is only accessed by the slot's owner
-// (module docs), and ownership passes between threads through the queues' release/acquire pairs.
-unsafe impl Sync for Slot {}
 
 impl Slot {
     /// The state word, read with `Acquire` so that the slot's description written before it was
@@ -286,13 +282,39 @@ impl Slot {
         self.flags.load(Ordering::Relaxed) & ONE_TIME != 0
     }
 
-    /// Records an acquisition at `now` (by the new owner, right after taking the buffer).
+    /// Records an acquisition at `now` (by the new owner, right after taking the buffer from
+    /// the free or filled queue).
     #[inline(always)]
     pub(crate) fn note_acquired(&self, now: u64) {
         self.acquired_at.store(now, Ordering::Relaxed);
         // Only the owner writes this counter, so a load and a store suffice (no locked add).
         let count = self.acquisitions.load(Ordering::Relaxed);
-        self.acquisitions.store(count + 1, Ordering::Relaxed);
+        self.acquisitions
+            .store(count.wrapping_add(1), Ordering::Relaxed);
+    }
+
+    /// Records a port subscriber's receipt at `now`. Subscribers of several ports receive the
+    /// same buffer at once, so the count is a locked add.
+    #[inline]
+    pub(crate) fn note_received(&self, now: u64) {
+        self.acquired_at.store(now, Ordering::Relaxed);
+        self.acquisitions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Resets the metadata record for a buffer of `size` bytes (see [`FrameMeta::reset`]):
+    /// only its first five words change (timestamp, sequence, bytes used, then pixel format,
+    /// width, height and plane count), which is all a reset touches.
+    #[inline(always)]
+    pub(crate) fn reset_meta(&self, size: u64) {
+        const {
+            assert!(
+                std::mem::offset_of!(FrameMeta, video)
+                    + std::mem::offset_of!(crate::meta::VideoFormat, plane_count)
+                    + 4
+                    == 5 * 8
+            )
+        };
+        self.meta.store_prefix(&[0, 0, size, 0, 0]);
     }
 }
 
@@ -349,6 +371,25 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
         // The control words fill exactly the first cache line.
         assert_eq!(std::mem::offset_of!(Slot, meta), 64);
+    }
+
+    #[test]
+    fn a_reset_record_reads_as_reset() {
+        // SAFETY: `Slot` is `ShmSafe`, so all-zero bytes are a valid value.
+        let slot: Slot = unsafe { std::mem::zeroed() };
+        let mut written = FrameMeta {
+            timestamp_ns: -5,
+            sequence: 9,
+            video: crate::VideoFormat::packed(crate::PixelFormat::RGBA, 3, 2, 4),
+            ..FrameMeta::default()
+        };
+        written.bytes_used = 17;
+        slot.meta.store(written);
+        assert_eq!(slot.meta.load(), written);
+        slot.reset_meta(64);
+        let mut reset = written;
+        reset.reset(64);
+        assert_eq!(slot.meta.load(), reset);
     }
 
     #[test]

@@ -2,43 +2,111 @@
 //!
 //! # Why no wake-up is lost
 //!
-//! A waker pushes a value (its cell CAS is `SeqCst`) and then reads `waiters` (`SeqCst`); it makes
-//! the `futex` system call only if that count is non-zero. A waiter adds itself to `waiters`
-//! (`SeqCst`), reads `seq`, and sleeps only if a take finds no value (its cell read is `SeqCst`),
-//! no push has claimed a position (`SeqCst` loads of head and tail) and `seq` is still what it
-//! read. In the single total order of `SeqCst` operations, either the waker's read of `waiters`
-//! comes after the waiter's registration (and the waker bumps `seq` and wakes it), or it comes
-//! before, and then the waker's cell CAS also precedes the waiter's look at the cell, so the
-//! waiter sees the value and does not sleep. Futexes are not private, so the same holds between
-//! processes that map the block.
+//! A waker pushes a value (its cell CAS is `SeqCst`) and then reads `sleepers` (`SeqCst`); it
+//! makes the `futex` system call only if that word is non-zero. A waiter registers (sets its
+//! process's bit in `sleepers`, `SeqCst`), reads `seq`, and sleeps only if a take then finds no
+//! value (its cell read is `SeqCst`) and `seq` is still what it read. In the single total order
+//! of `SeqCst` operations, either the waker's read of `sleepers` comes after the waiter's
+//! registration (and the waker bumps `seq` and wakes it), or it comes before, and then the
+//! waker's cell CAS also precedes the waiter's look at the cell, so the waiter sees the value
+//! and does not sleep. Futexes are not private, so the same holds between processes that map
+//! the block.
+//!
+//! # Who sleeps: one bit per process
+//!
+//! `sleepers` has one bit per attached process (its actor number), set while any of its
+//! threads is registered; each process counts its own registered threads in process-local
+//! memory ([`Sleepers`]). A process killed while one of its threads waited leaves its bit set;
+//! the reaper clears it with the rest of what the process held, so the wakers of the queue do
+//! not go on making a futex system call for every push. (A shared count would leak for good:
+//! nobody could tell how much of it the dead process had added.) When a thread's unregistering
+//! clears the bit while another thread of the process registers, the bit is set again and the
+//! word woken, so that no sleeper is left registered under a cleared bit.
 //!
 //! Sleeps last at most [`IDLE_SLICE`]: between them the waiter lets the pool look for dead
-//! processes whose buffers it may be waiting for ([`Waitable::on_idle`]).
+//! processes whose buffers it may be waiting for ([`Waitable::on_idle`]). Tests of the blocking
+//! paths turn that re-poll off ([`disable_idle_polling`]), so that a lost wake-up shows as a
+//! wait that times out rather than one that takes 100 ms longer.
 //!
-//! A woken waiter may lose the value to a thread that did not wait; it then sleeps again. A waiter
-//! whose timeout expires tries the queue once more before giving up, so a wake-up meant for it is
-//! never swallowed while a value sits in the queue.
+//! A woken waiter may lose the value to a thread that did not wait; it then sleeps again. A
+//! waiter whose timeout expires tries the queue once more before giving up, so a wake-up meant
+//! for it is never swallowed while a value sits in the queue.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 #[cfg(not(loom))]
 use crate::shm_safe::ShmSafe;
-use crate::sync::{AtomicU32, futex_wait, futex_wake, seqcst_order_for_loom, spin_loop, yield_now};
+use crate::sync::{
+    AtomicU32, AtomicU64, futex_wait, futex_wake, seqcst_order_for_loom, spin_loop, yield_now,
+};
 
-/// A futex word and the number of threads (in any process) about to sleep on it.
+/// A futex word and the processes with threads about to sleep on it.
 #[repr(C)]
 #[derive(Default)]
 pub(crate) struct WaitWord {
     /// Bumped by every wake-up; sleepers wait for it to change.
     pub(crate) seq: AtomicU32,
-    /// Threads registered as waiting; wakers skip the system call while it is 0.
-    pub(crate) waiters: AtomicU32,
+    /// One bit per process (actor `n`: bit `n - 1`) with threads registered as waiting; wakers
+    /// skip the system call while it is 0.
+    pub(crate) sleepers: AtomicU64,
 }
 
-// SAFETY: `#[repr(C)]`, two `AtomicU32`. (Not under loom, whose atomics are model objects.)
+// SAFETY: `#[repr(C)]`, an `AtomicU32` and an `AtomicU64`. (Not under loom, whose atomics are
+// model objects.)
 #[cfg(not(loom))]
 unsafe impl ShmSafe for WaitWord {}
+
+/// One process's threads registered on one wait word (process-local), and that process's bit.
+pub(crate) struct Sleepers {
+    count: AtomicU32,
+    bit: u64,
+}
+
+impl Sleepers {
+    /// The sleepers of actor `actor` (1 to 64).
+    pub(crate) fn of(actor: u8) -> Sleepers {
+        Sleepers {
+            count: AtomicU32::new(0),
+            bit: actor_bit(actor),
+        }
+    }
+}
+
+/// Actor `actor`'s bit in [`WaitWord::sleepers`].
+pub(crate) fn actor_bit(actor: u8) -> u64 {
+    1u64.checked_shl(u32::from(actor).wrapping_sub(1))
+        .unwrap_or(0)
+}
+
+impl WaitWord {
+    /// Registers a thread of the process `me` as about to sleep.
+    pub(crate) fn register(&self, me: &Sleepers) {
+        me.count.fetch_add(1, Ordering::SeqCst);
+        self.sleepers.fetch_or(me.bit, Ordering::SeqCst);
+        seqcst_order_for_loom();
+    }
+
+    /// Ends a registration made by [`WaitWord::register`].
+    pub(crate) fn unregister(&self, me: &Sleepers) {
+        if me.count.fetch_sub(1, Ordering::SeqCst) != 1 {
+            return;
+        }
+        self.sleepers.fetch_and(!me.bit, Ordering::SeqCst);
+        if me.count.load(Ordering::SeqCst) != 0 {
+            // Another thread of this process registered meanwhile, maybe before the bit was
+            // cleared: set it again and wake, in case a push skipped its wake-up in between.
+            self.sleepers.fetch_or(me.bit, Ordering::SeqCst);
+            wake_all(self);
+        }
+    }
+
+    /// Clears the bit of a process that died (the reaper).
+    #[cfg_attr(loom, allow(dead_code))] // used by the reaper, which loom builds leave out
+    pub(crate) fn forget(&self, actor: u8) {
+        self.sleepers.fetch_and(!actor_bit(actor), Ordering::SeqCst);
+    }
+}
 
 /// How long to wait for a buffer.
 ///
@@ -87,8 +155,6 @@ pub(crate) trait Waitable {
     type Item;
     /// Takes a value if one is ready.
     fn try_take(&self) -> Option<Self::Item>;
-    /// Whether a value is in the queue or about to be (a push claimed a position).
-    fn has_claimed(&self) -> bool;
     /// Whether the wait should end with [`WaitFailure::Closed`].
     fn is_closed(&self) -> bool;
     /// Called when the waiter is about to sleep and then every [`IDLE_SLICE`] while it sleeps:
@@ -99,11 +165,32 @@ pub(crate) trait Waitable {
 /// Longest a sleeper sleeps before it looks for dead processes again.
 pub(crate) const IDLE_SLICE: Duration = Duration::from_millis(100);
 
-/// Takes from `source`, waiting as `mode` says on `word`. `on_wait` runs once if the wait does
-/// not succeed at once.
+/// Whether sleepers wake every [`IDLE_SLICE`] to look for dead processes (see the module docs).
+static IDLE_POLLING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// For tests of the blocking paths: from now on, in this process, waiters sleep until they are
+/// woken or their timeout ends, instead of waking every 100 ms to look for dead processes (and
+/// the buffer they wait for). A lost wake-up then makes a wait time out instead of only making
+/// it slower. Dead processes are still looked for once, when a wait begins.
+#[doc(hidden)]
+pub fn disable_idle_polling() {
+    IDLE_POLLING.store(false, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// How long a sleeper sleeps at most before it looks for dead processes again; `None` for as
+/// long as its wait lasts.
+pub(crate) fn idle_slice() -> Option<Duration> {
+    IDLE_POLLING
+        .load(std::sync::atomic::Ordering::Relaxed)
+        .then_some(IDLE_SLICE)
+}
+
+/// Takes from `source`, waiting as `mode` says on `word`, registered as one of `me`'s sleepers.
+/// `on_wait` runs once if the wait does not succeed at once.
 pub(crate) fn wait_for<W: Waitable>(
     source: &W,
     word: &WaitWord,
+    me: &Sleepers,
     mode: Wait,
     on_wait: impl FnOnce(),
 ) -> Result<W::Item, WaitFailure> {
@@ -134,10 +221,9 @@ pub(crate) fn wait_for<W: Waitable>(
             return Err(WaitFailure::Closed);
         }
     }
-    word.waiters.fetch_add(1, Ordering::SeqCst);
-    seqcst_order_for_loom();
+    word.register(me);
     let result = sleep_until_taken(source, word, deadline);
-    word.waiters.fetch_sub(1, Ordering::SeqCst);
+    word.unregister(me);
     result
 }
 
@@ -156,7 +242,8 @@ fn sleep_until_taken<W: Waitable>(
         if source.is_closed() {
             return Err(WaitFailure::Closed);
         }
-        if last_idle.elapsed() >= IDLE_SLICE {
+        let idle = idle_slice();
+        if idle.is_some_and(|idle| last_idle.elapsed() >= idle) {
             source.on_idle();
             last_idle = Instant::now();
         }
@@ -167,13 +254,13 @@ fn sleep_until_taken<W: Waitable>(
                 _ => return Err(WaitFailure::TimedOut),
             },
         };
-        if source.has_claimed() {
-            // A push is publishing its value right now; it will be takeable in a moment.
-            yield_now();
-            continue;
-        }
-        let slice = left.map_or(IDLE_SLICE, |left| left.min(IDLE_SLICE));
-        futex_wait(&word.seq, seq, Some(slice));
+        // Sleep even when a push or a port's reservation is in flight: its pusher wakes the
+        // word once the value is takeable (module docs), however long it is stopped meanwhile.
+        let slice = match (left, idle) {
+            (Some(left), Some(idle)) => Some(left.min(idle)),
+            (left, idle) => left.or(idle),
+        };
+        futex_wait(&word.seq, seq, slice);
     }
 }
 
@@ -181,7 +268,7 @@ fn sleep_until_taken<W: Waitable>(
 #[inline(always)]
 pub(crate) fn wake_one(word: &WaitWord) {
     seqcst_order_for_loom();
-    if word.waiters.load(Ordering::SeqCst) != 0 {
+    if word.sleepers.load(Ordering::SeqCst) != 0 {
         word.seq.fetch_add(1, Ordering::SeqCst);
         futex_wake(&word.seq, 1);
     }
@@ -206,6 +293,8 @@ mod loom_tests {
     struct Fixture {
         test_queue: TestQueue,
         word: WaitWord,
+        /// The one process's sleepers.
+        sleepers: Sleepers,
         closed: AtomicBool,
     }
 
@@ -214,6 +303,7 @@ mod loom_tests {
             Arc::new(Fixture {
                 test_queue: TestQueue::new(2, &[]),
                 word: WaitWord::default(),
+                sleepers: Sleepers::of(1),
                 closed: AtomicBool::new(false),
             })
         }
@@ -221,7 +311,15 @@ mod loom_tests {
         /// A thread that waits, without limit, for a value or the close.
         fn spawn_waiter(fixture: &Arc<Fixture>) -> JoinHandle<Result<u32, WaitFailure>> {
             let fixture = Arc::clone(fixture);
-            thread::spawn(move || wait_for(&*fixture, &fixture.word, Wait::Forever, || {}))
+            thread::spawn(move || {
+                wait_for(
+                    &*fixture,
+                    &fixture.word,
+                    &fixture.sleepers,
+                    Wait::Forever,
+                    || {},
+                )
+            })
         }
     }
 
@@ -229,9 +327,6 @@ mod loom_tests {
         type Item = u32;
         fn try_take(&self) -> Option<u32> {
             self.test_queue.pop()
-        }
-        fn has_claimed(&self) -> bool {
-            self.test_queue.queue().has_claimed()
         }
         fn is_closed(&self) -> bool {
             self.closed.load(Ordering::SeqCst)
@@ -243,7 +338,7 @@ mod loom_tests {
         loom::model(|| {
             let fixture = Fixture::new();
             let waiter = Fixture::spawn_waiter(&fixture);
-            fixture.test_queue.queue().push(3).unwrap();
+            fixture.test_queue.push(3).unwrap();
             wake_one(&fixture.word);
             assert_eq!(waiter.join().unwrap(), Ok(3));
         });
@@ -257,6 +352,25 @@ mod loom_tests {
             fixture.closed.store(true, Ordering::SeqCst);
             wake_all(&fixture.word);
             assert_eq!(waiter.join().unwrap(), Err(WaitFailure::Closed));
+        });
+    }
+
+    #[test]
+    fn loom_two_sleepers_of_one_process_are_both_woken() {
+        loom::model(|| {
+            // Both threads share the process's bit: one unregistering (after its value) while
+            // the other registers must not leave the other asleep under a cleared bit.
+            let fixture = Fixture::new();
+            let first = Fixture::spawn_waiter(&fixture);
+            let second = Fixture::spawn_waiter(&fixture);
+            for value in [1, 2] {
+                fixture.test_queue.push(value).unwrap();
+                wake_one(&fixture.word);
+            }
+            let mut got = [first.join().unwrap(), second.join().unwrap()];
+            got.sort_unstable();
+            assert_eq!(got, [Ok(1), Ok(2)]);
+            assert_eq!(fixture.word.sleepers.load(Ordering::SeqCst), 0);
         });
     }
 }

@@ -146,10 +146,12 @@ impl Source {
             Source::Pattern(format) => {
                 let mut frame = pool.acquire_free(Wait::Timeout(Duration::from_secs(10)))?;
                 pattern::draw(frame.as_mut_slice()?, format.width, sequence);
-                let meta = frame.meta_mut();
-                meta.sequence = sequence;
-                meta.timestamp_ns = started.elapsed().as_nanos() as i64;
-                meta.video = *format;
+                {
+                    let mut meta = frame.meta_mut();
+                    meta.sequence = sequence;
+                    meta.timestamp_ns = started.elapsed().as_nanos() as i64;
+                    meta.video = *format;
+                }
                 frame.publish(targets);
                 Ok(true)
             }
@@ -392,7 +394,7 @@ pub fn consume(args: &ConsumerArgs) -> Result<(), Box<dyn Error>> {
             Err(ReceiveError::Closed { .. }) => break,
             Err(other) => return Err(other.into()),
         };
-        let meta = *frame.meta();
+        let meta = frame.meta();
         let (ok, sum) = match args.frames.as_str() {
             "rgba" => {
                 let bytes = frame.as_slice()?;
