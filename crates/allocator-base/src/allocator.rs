@@ -160,7 +160,9 @@ impl<B: Backend> Allocator<B> {
     /// This allocator, making its pools in shared memory: each pool lives in a named segment
     /// (named after the pool, so pool names must be valid segment names and unique on the
     /// machine) that holds its block and its buffers, and other processes attach to it with
-    /// [`BufferPool::attach`]. The buffers are the segment's host memory, not the backend's, and
+    /// [`BufferPool::attach`]. The buffers are the segment's host memory
+    /// ([`MemoryKind::SharedHost`], which [`PoolAllocator::memory_kind`] then reports), aligned
+    /// as the backend's are (up to the page size: an alignment beyond it fails creation), and
     /// are fixed when the pool is created: injecting and removing buffers are refused.
     ///
     /// # Examples
@@ -274,6 +276,9 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         if self.shared {
             self.ledger.reserve(bytes)?;
             let segment = config.name().to_owned();
+            // The segment's buffers keep the backend's alignment (at least a cache line).
+            let alignment = self.backend.alignment().max(config.alignment());
+            let config = config.with_alignment(alignment);
             let owner = BufferPool::create_shared(&segment, config, count, size)
                 .inspect_err(|_| self.ledger.cancel(bytes))?;
             self.ledger.created(u64::from(count), bytes);
@@ -425,7 +430,11 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
     }
 
     fn memory_kind(&self) -> MemoryKind {
-        self.backend.memory_kind()
+        if self.shared {
+            MemoryKind::SharedHost // the segment's memory, not the backend's
+        } else {
+            self.backend.memory_kind()
+        }
     }
 
     fn as_any(&self) -> &dyn Any {

@@ -114,3 +114,39 @@ fn the_shared_type_makes_pools_other_processes_attach_to() {
     facade.destroy_pool(id).unwrap();
     assert!(buffer_core::BufferPool::attach(&name).is_err());
 }
+
+#[test]
+fn shared_pools_keep_the_configured_alignment_and_say_their_memory_is_shared() {
+    let facade = create_with_config(
+        AllocatorType::Shared,
+        &AllocatorConfig::default().with_alignment(4096),
+    )
+    .unwrap();
+    assert_eq!(facade.memory_kind(), buffer_core::MemoryKind::SharedHost);
+    let name = format!("factory-aligned-{}", std::process::id());
+    let id = facade
+        .allocate_pool_with_buffers(3, 1000, &name, "test")
+        .unwrap();
+    let pool = facade.pool(id).unwrap();
+    let guards: Vec<_> = (0..3)
+        .map(|_| pool.acquire_free(Wait::NoWait).unwrap())
+        .collect();
+    for guard in &guards {
+        let buffer = guard.buffer();
+        assert_eq!(buffer.virt_addr % 4096, 0, "{buffer:?}");
+        assert_eq!(buffer.kind, buffer_core::MemoryKind::SharedHost);
+    }
+    drop(guards);
+
+    // Beyond the page, a segment's buffers cannot be aligned in every process: refused.
+    let too_much = create_with_config(
+        AllocatorType::Shared,
+        &AllocatorConfig::default().with_alignment(1 << 16),
+    )
+    .unwrap();
+    let name = format!("factory-overaligned-{}", std::process::id());
+    let err = too_much
+        .allocate_pool_with_buffers(1, 1000, &name, "test")
+        .unwrap_err();
+    assert!(err.to_string().contains("alignment 65536"), "{err}");
+}

@@ -64,6 +64,23 @@ pub enum CreateTieredError {
         /// The repeated size.
         size: usize,
     },
+    /// A class was given no buffers: it could never serve a request.
+    #[error("the size class of {size} bytes has no buffers; give it at least one")]
+    EmptyClass {
+        /// The class's size.
+        size: usize,
+    },
+    /// An attached class's segment does not hold buffers of one size (it is not a class of a
+    /// tiered pool, or it is damaged).
+    #[error(
+        "size class segment '{segment}' holds {found}; a class holds one or more buffers of one size"
+    )]
+    ClassSize {
+        /// The class's segment.
+        segment: String,
+        /// What it holds instead.
+        found: String,
+    },
     /// A class's pool could not be created.
     #[error("size class of {size} bytes: {source}")]
     Class {
@@ -238,32 +255,39 @@ impl TieredPool {
     }
 
     /// Attaches to the shared tiered pool `name` made by [`TieredPool::create_shared`] (in any
-    /// process), finding its classes by their segments' names.
+    /// process), finding its classes by their segments' names (`NAME.class-…`). Each class's
+    /// size is read from the class itself, the size of its buffers, never from the name.
     pub fn attach(name: &str, policy: WhenEmpty) -> Result<TieredPool, CreateTieredError> {
         let prefix = format!("{name}.class-");
-        let mut found: Vec<(usize, String)> = BufferPool::list_shared()
+        let segments: Vec<String> = BufferPool::list_shared()
             .into_iter()
-            .filter_map(|segment| {
-                let segment = segment.as_str().to_owned();
-                let size = segment.strip_prefix(&prefix)?.parse().ok()?;
-                Some((size, segment))
-            })
+            .map(|segment| segment.as_str().to_owned())
+            .filter(|segment| segment.starts_with(&prefix))
             .collect();
-        if found.is_empty() {
+        if segments.is_empty() {
             return Err(CreateTieredError::NotFound {
                 name: name.to_owned(),
             });
         }
-        found.sort_unstable();
-        let mut classes = Vec::with_capacity(found.len());
-        for (_, segment) in &found {
-            let pool = BufferPool::attach(segment).map_err(|source| CreateTieredError::Attach {
+        let mut found = Vec::with_capacity(segments.len());
+        for segment in segments {
+            let pool =
+                BufferPool::attach(&segment).map_err(|source| CreateTieredError::Attach {
+                    segment: segment.clone(),
+                    source,
+                })?;
+            let size = buffer_size(&pool).map_err(|found| CreateTieredError::ClassSize {
                 segment: segment.clone(),
-                source,
+                found,
             })?;
-            classes.push(pool);
+            found.push((size, pool));
+        }
+        found.sort_unstable_by_key(|(size, _)| *size);
+        if let Some(pair) = found.windows(2).find(|pair| pair[0].0 == pair[1].0) {
+            return Err(CreateTieredError::DuplicateSize { size: pair[0].0 });
         }
         let sizes = found.iter().map(|(size, _)| *size).collect();
+        let classes = found.into_iter().map(|(_, pool)| pool).collect();
         Ok(TieredPool::assemble(classes, sizes, policy, Vec::new()))
     }
 
@@ -283,10 +307,12 @@ impl TieredPool {
         if let Some(pair) = sorted.windows(2).find(|pair| pair[0].size == pair[1].size) {
             return Err(CreateTieredError::DuplicateSize { size: pair[0].size });
         }
+        if let Some(empty) = sorted.iter().find(|class| class.count == 0) {
+            return Err(CreateTieredError::EmptyClass { size: empty.size });
+        }
         let mut owners = Vec::with_capacity(sorted.len());
         for class in &sorted {
-            let config =
-                PoolConfig::new(class_name(name, class.size)).with_capacity(class.count.max(1));
+            let config = PoolConfig::new(class_name(name, class.size)).with_capacity(class.count);
             let owner = create(config, class).map_err(|source| CreateTieredError::Class {
                 size: class.size,
                 source,
@@ -298,6 +324,7 @@ impl TieredPool {
         Ok(TieredPool::assemble(pools, sizes, policy, owners))
     }
 
+    /// Builds a tiered pool of `classes`, sorted by their buffers' `sizes`.
     fn assemble(
         classes: Vec<BufferPool>,
         sizes: Vec<usize>,
@@ -430,6 +457,19 @@ impl std::fmt::Debug for TieredPool {
             .field("classes", &self.sizes)
             .field("policy", &self.policy)
             .finish()
+    }
+}
+
+/// The size of every buffer of `pool` as this process knows them (checked against the segment
+/// when attaching), or what the pool holds instead of buffers of one size.
+fn buffer_size(pool: &BufferPool) -> Result<usize, String> {
+    let mut sizes = (0..pool.capacity())
+        .map(|index| pool.len_of(index))
+        .filter(|&len| len != 0);
+    let first = sizes.next().ok_or_else(|| "no buffers".to_owned())?;
+    match sizes.find(|&len| len != first) {
+        None => Ok(first),
+        Some(other) => Err(format!("buffers of {first} and of {other} bytes")),
     }
 }
 

@@ -6,7 +6,9 @@ mod common;
 use std::io::BufReader;
 use std::time::Duration;
 
-use buffer_core::{SizeClass, TieredAcquireError, TieredPool, Wait, WhenEmpty, WriteGuard};
+use buffer_core::{
+    BufferPool, PoolConfig, SizeClass, TieredAcquireError, TieredPool, Wait, WhenEmpty, WriteGuard,
+};
 use common::{read_until, role, spawn, wait_exit};
 use proptest::prelude::*;
 
@@ -242,4 +244,34 @@ fn a_shared_tiered_pool_serves_another_process() {
         TieredPool::attach("tiered-test-none", WhenEmpty::Wait),
         Err(buffer_core::CreateTieredError::NotFound { .. })
     ));
+}
+
+#[test]
+fn attaching_reads_class_sizes_from_the_classes_not_their_names() {
+    if role().is_some() {
+        return;
+    }
+    // A segment whose name says 4096-byte buffers, holding 64-byte ones.
+    let name = format!("tiered-lying-{}", std::process::id());
+    let _liar = BufferPool::create_shared(
+        &format!("{name}.class-4096"),
+        PoolConfig::new("liar").with_capacity(2),
+        2,
+        64,
+    )
+    .unwrap();
+    let pool = TieredPool::attach(&name, WhenEmpty::Wait).unwrap();
+    assert_eq!(pool.class_sizes(), [64]);
+    let err = pool.acquire(4000, Wait::NoWait).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TieredAcquireError::TooLarge {
+                size: 4000,
+                largest: 64
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(pool.acquire(64, Wait::NoWait).unwrap().len(), 64);
 }
