@@ -432,6 +432,25 @@ impl Block {
                 foreign,
             });
         }
+        // Two slots over the same bytes would make two guards of this process alias memory.
+        let span = |buffer: &AttachedBuffer| {
+            let len = if buffer.foreign {
+                crate::SHARE_TOKEN_LEN
+            } else {
+                buffer.size
+            };
+            (buffer.offset, buffer.offset + len, buffer.index)
+        };
+        let mut spans: Vec<(usize, usize, u32)> = buffers.iter().map(span).collect();
+        spans.sort_unstable();
+        if let Some(pair) = spans.windows(2).find(|pair| pair[1].0 < pair[0].1) {
+            return Err(AttachError::Corrupt {
+                what: format!(
+                    "slots {} and {}: their buffers overlap in the segment",
+                    pair[0].2, pair[1].2
+                ),
+            });
+        }
         let identity = PoolIdentity {
             pool_id: header.pool_id.load(Ordering::Relaxed),
             name,

@@ -423,11 +423,12 @@ impl Drop for PortGuard<'_> {
         let pool = self.held.pool;
         // The cell goes first: a reference whose cell is gone and which is still counted is
         // dropped by a reaper if this process dies right here.
-        pool.block.port_queue(usize::from(self.port)).release(
-            self.position,
-            pool.actor,
-            self.held.index,
-        );
+        if pool.peers {
+            pool.inner.local.end_shared(self.held.index);
+        }
+        pool.block
+            .port_queue(usize::from(self.port))
+            .release_unpassed(self.position);
         pool.drop_port_reference(self.port, self.held.index, self.held.generation);
     }
 }

@@ -158,6 +158,10 @@ impl BufferHold {
     /// producer must keep after handing it on, such as a decoder's reference frame. Call it
     /// again to reach more ports; write the buffer only before the first delivery.
     pub fn publish(&mut self, ports: &[crate::Port]) -> crate::Published {
+        if !self.delivered && self.pool.peers {
+            // From now on the hold only reads, beside this process's subscribers.
+            self.pool.inner.local.downgrade(self.index);
+        }
         self.delivered = true;
         self.pool.deliver(self.index, ports)
     }
@@ -181,6 +185,9 @@ impl BufferHold {
 impl Drop for BufferHold {
     fn drop(&mut self) {
         if self.delivered {
+            if self.pool.peers {
+                self.pool.inner.local.end_shared(self.index);
+            }
             self.pool.end_publication(self.index, self.generation);
         } else if !self.handed_on {
             self.pool.release(self.index, self.generation);

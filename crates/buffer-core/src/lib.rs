@@ -103,6 +103,9 @@ mod shm_safe;
 mod slot;
 mod sync;
 #[cfg(not(loom))]
+#[doc(hidden)]
+pub mod testing;
+#[cfg(not(loom))]
 mod tiered;
 mod wait;
 
@@ -139,5 +142,3 @@ pub use self::{
     wait::Wait,
 };
 pub use shm_safe::ShmSafe;
-#[doc(hidden)]
-pub use wait::disable_idle_polling;

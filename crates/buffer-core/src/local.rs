@@ -7,6 +7,15 @@
 //! process only ever covers memory this table describes. A slot this process knows no buffer
 //! of (length 0: vacant when it attached, or emptied since) is never handed out here, even if a
 //! peer makes the block say it is free.
+//!
+//! # Who holds a buffer in this process
+//!
+//! Each entry also says whether this process holds the buffer exclusively (a write or read
+//! guard, a hold) or how many of its port guards read it. A shared pool's guards are handed out
+//! only after claiming that here: whatever a peer writes into the block (a held buffer's state
+//! made "free" and its index queued again, a detached state forged), this process never has two
+//! guards of one buffer of which one may write, which would be undefined behaviour. Private
+//! pools have no peers and skip it.
 
 use std::sync::atomic::{AtomicPtr, AtomicU32, AtomicUsize, Ordering};
 
@@ -20,7 +29,12 @@ struct LocalSlot {
     len: AtomicUsize,
     /// The [`MemoryKind`], as `MemoryKind::to_word` encodes it.
     kind: AtomicU32,
+    /// [`EXCLUSIVE`], or the number of port guards of this process reading the buffer.
+    held: AtomicU32,
 }
+
+/// [`LocalSlot::held`]: a guard or hold of this process has the buffer to itself.
+const EXCLUSIVE: u32 = 1 << 31;
 
 /// A slot's buffer as this process knows it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,6 +98,49 @@ impl LocalSlots {
         let slot = &self.0[index as usize];
         slot.len.store(0, Ordering::Release);
         slot.addr.store(std::ptr::null_mut(), Ordering::Relaxed);
+        slot.held.store(0, Ordering::Relaxed);
+    }
+
+    /// Claims slot `index`'s buffer for one guard of this process alone; `false` if a guard of
+    /// this process holds or reads it already.
+    #[inline(always)]
+    pub(crate) fn claim_exclusive(&self, index: u32) -> bool {
+        self.0[index as usize]
+            .held
+            .compare_exchange(0, EXCLUSIVE, Ordering::Acquire, Ordering::Relaxed)
+            .is_ok()
+    }
+
+    /// Ends an exclusive claim (by its guard, which alone may end it).
+    #[inline(always)]
+    pub(crate) fn end_exclusive(&self, index: u32) {
+        self.0[index as usize].held.store(0, Ordering::Release);
+    }
+
+    /// Turns an exclusive claim into one reader's (a hold that published its buffer).
+    pub(crate) fn downgrade(&self, index: u32) {
+        self.0[index as usize].held.store(1, Ordering::Release);
+    }
+
+    /// Claims slot `index`'s buffer for one more reader of this process; `false` if a guard
+    /// of this process holds it exclusively.
+    pub(crate) fn claim_shared(&self, index: u32) -> bool {
+        let held = &self.0[index as usize].held;
+        let mut now = held.load(Ordering::Relaxed);
+        loop {
+            if now & EXCLUSIVE != 0 || now == EXCLUSIVE - 1 {
+                return false;
+            }
+            match held.compare_exchange(now, now + 1, Ordering::Acquire, Ordering::Relaxed) {
+                Ok(_) => return true,
+                Err(seen) => now = seen,
+            }
+        }
+    }
+
+    /// Ends one reader's claim.
+    pub(crate) fn end_shared(&self, index: u32) {
+        self.0[index as usize].held.fetch_sub(1, Ordering::Release);
     }
 }
 
@@ -106,6 +163,33 @@ mod tests {
         assert_eq!(buffer.host(), Some((buffer.addr, 1)));
         table.clear(1);
         assert_eq!(table.len(1), 0);
+    }
+
+    #[test]
+    fn a_buffer_is_held_by_one_writer_or_by_readers_never_both() {
+        let table = LocalSlots::new(1);
+        assert!(table.claim_exclusive(0));
+        assert!(
+            !table.claim_exclusive(0),
+            "a second guard of the same buffer"
+        );
+        assert!(!table.claim_shared(0), "a reader beside a writer");
+        table.downgrade(0);
+        assert!(
+            table.claim_shared(0),
+            "readers beside a hold that published it"
+        );
+        assert!(!table.claim_exclusive(0));
+        table.end_shared(0);
+        table.end_shared(0);
+        assert!(table.claim_exclusive(0));
+        table.end_exclusive(0);
+        assert!(table.claim_shared(0));
+        table.clear(0);
+        assert!(
+            table.claim_exclusive(0),
+            "a buffer that left the pool is held by nobody"
+        );
     }
 
     #[test]

@@ -324,11 +324,15 @@ impl Stats {
     /// // 8 of 10 acquisitions were immediate; 2 waited and got a buffer, 1 waited and timed out.
     /// assert_eq!(stats.hit_rate(), Some(8.0 / 11.0));
     /// assert_eq!(Stats::default().hit_rate(), None);
+    /// // Whatever a damaged pool's counters say, no overflow:
+    /// let wild = Stats { acquisitions: 1, waits: u64::MAX, timeouts: u64::MAX, ..Stats::default() };
+    /// assert!(wild.hit_rate().is_some());
     /// ```
     pub fn hit_rate(&self) -> Option<f64> {
+        // The counters come from shared memory, where anything can be written: saturate.
         let waited_and_got = self.waits.saturating_sub(self.timeouts);
         let hits = self.acquisitions.saturating_sub(waited_and_got);
-        let attempts = hits + self.waits;
+        let attempts = hits.saturating_add(self.waits);
         (attempts > 0).then(|| hits as f64 / attempts as f64)
     }
 }
@@ -433,6 +437,10 @@ pub struct BufferPool {
     /// Whether acquiring records the time (the block's `FLAG_HOLD_TIMES`, copied so that the
     /// fast path does not read the header for it).
     hold_times: bool,
+    /// Whether other processes may use (and scribble on) the block: a shared pool. Its queues
+    /// pass stalled takers' cells, and its guards are claimed in this process's slot table
+    /// (see the `local` module); a private pool's are neither.
+    pub(crate) peers: bool,
     pub(crate) inner: Arc<PoolInner>,
 }
 
@@ -703,6 +711,7 @@ impl BufferPool {
             block: view,
             actor,
             hold_times: identity.hold_times,
+            peers: inner.segment.is_some(),
             inner: Arc::new(inner),
         })
     }
@@ -866,8 +875,28 @@ impl BufferPool {
         let (position, index) = ring.take(self.actor)?;
         let taken = self.hold_taken(index, queue);
         // The slot now names this process as its holder: the cell may go.
-        ring.release(position, self.actor, index);
+        if self.peers {
+            ring.release(position, self.actor, index);
+        } else {
+            ring.release_unpassed(position);
+        }
         taken
+    }
+
+    /// Claims slot `index`'s buffer for a guard of this process alone (shared pools; see the
+    /// `local` module); `false` if a guard here has it already (a peer queued it again).
+    #[inline(always)]
+    pub(crate) fn claim(&self, index: u32) -> bool {
+        !self.peers || self.inner.local.claim_exclusive(index)
+    }
+
+    /// Ends the claim of a guard of this process (before the buffer goes where another guard
+    /// may take it).
+    #[inline(always)]
+    pub(crate) fn unclaim(&self, index: u32) {
+        if self.peers {
+            self.inner.local.end_exclusive(index);
+        }
     }
 
     /// Marks the buffer in slot `index`, just taken from `queue`, as held by this process.
@@ -885,7 +914,7 @@ impl BufferPool {
             Queue::Free => (SlotState::Free, SlotState::Writing),
             Queue::Filled => (SlotState::Filled, SlotState::Reading),
         };
-        if word.state != Some(queued) {
+        if word.state != Some(queued) || !self.claim(index) {
             return None;
         }
         slot.set(SlotWord::new(word.generation, held).by(self.actor));
@@ -966,12 +995,13 @@ impl BufferPool {
         self.block.header().open.load(Ordering::SeqCst) == 0
     }
 
-    /// How many buffers there are and where (a snapshot).
+    /// How many buffers there are and where (a snapshot; it scans the queues' cells, so it is
+    /// meant for diagnostics and decisions off the fast path).
     pub fn counts(&self) -> Counts {
         let block = &self.block;
         let total = block.header().buffers.load(Ordering::SeqCst);
-        let free = block.free_queue().len();
-        let filled = block.filled_queue().len();
+        let free = block.free_queue().waiting();
+        let filled = block.filled_queue().waiting();
         Counts {
             total,
             free,
@@ -1045,6 +1075,7 @@ impl BufferPool {
     /// out of the pool.
     #[inline(always)]
     pub(crate) fn release(&self, index: u32, generation: u32) {
+        self.unclaim(index);
         let slot = self.slot(index);
         if slot.is_one_time() {
             drop(self.inner.take_out(index));
@@ -1058,6 +1089,7 @@ impl BufferPool {
     /// Puts a written buffer on the filled queue (a write guard's `submit`).
     #[inline(always)]
     pub(crate) fn submit(&self, index: u32, generation: u32) {
+        self.unclaim(index);
         self.slot(index)
             .set(SlotWord::new(generation, SlotState::Filled).by(self.actor));
         self.push(Queue::Filled, index);
@@ -1088,6 +1120,7 @@ impl BufferPool {
 
     /// Marks a held buffer as detached into an id (a guard's `into_id`).
     pub(crate) fn detach(&self, index: u32, generation: u32, state: SlotState) -> BufferId {
+        self.unclaim(index);
         self.slot(index)
             .set(SlotWord::new(generation, state).by(self.actor));
         BufferId::new(self.id(), index, generation)
@@ -1099,16 +1132,39 @@ impl BufferPool {
     #[inline(always)]
     pub(crate) fn push(&self, queue: Queue, index: u32) {
         let (ring, word) = self.block.queue(queue);
-        match ring.push(index, Stalled::Pass) {
+        let stalled = if self.peers {
+            Stalled::Pass
+        } else {
+            Stalled::Refuse
+        };
+        match ring.push(index, stalled) {
             Ok(_) => wake_one(word),
-            Err(_) => self.push_failed(queue, index),
+            Err(_) => self.push_slow(queue, index),
         }
     }
 
-    /// A push that found no cell: the block's queue positions or cells were overwritten.
+    /// A push that found no cell. In a private pool: a thread of this process was preempted
+    /// between taking the cell a lap earlier and releasing it; it runs again soon (a process
+    /// stopped as a whole stops this thread too), so wait for it. In a shared pool pushes pass
+    /// such cells, so only a corrupt block gets here: its queue positions or cells were
+    /// overwritten.
     #[cold]
     #[inline(never)]
-    fn push_failed(&self, queue: Queue, index: u32) {
+    fn push_slow(&self, queue: Queue, index: u32) {
+        let (ring, word) = self.block.queue(queue);
+        if !self.peers {
+            let mut tries = 0u32;
+            while ring.push(index, Stalled::Refuse).is_err() {
+                tries = tries.saturating_add(1);
+                if tries < 1000 {
+                    std::thread::yield_now();
+                } else {
+                    std::thread::sleep(Duration::from_micros(100));
+                }
+            }
+            wake_one(word);
+            return;
+        }
         eprintln!(
             "bufpool: pool '{}': the {queue} queue has no free cell, which only a corrupt pool block explains; buffer {index} is left out of it",
             self.name()
@@ -1169,7 +1225,7 @@ impl BufferPool {
             if word.state != Some(from) {
                 break;
             }
-            if self.len_of(id.slot) == 0 {
+            if self.len_of(id.slot) == 0 || !self.claim(id.slot) {
                 return Err(RedeemError::Unknown {
                     id,
                     pool: self.inner.name.clone(),
@@ -1178,7 +1234,10 @@ impl BufferPool {
             let held = SlotWord::new(id.generation, to).by(self.actor);
             match slot.replace(word, held) {
                 Ok(()) => return Ok(()),
-                Err(now) => word = now,
+                Err(now) => {
+                    self.unclaim(id.slot);
+                    word = now;
+                }
             }
         }
         Err(RedeemError::NotDetached {
@@ -1278,8 +1337,9 @@ impl PoolInner {
         // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
         let block = unsafe { self.block.view() };
         for queue in [block.free_queue(), block.filled_queue()] {
+            // Only private pools get here: their pushes never pass a taken cell.
             while let Some((position, index)) = queue.take(self.actor) {
-                queue.release(position, self.actor, index);
+                queue.release_unpassed(position);
                 if block.slot_checked(index).is_some() {
                     drop(self.take_out(index));
                 }

@@ -66,7 +66,9 @@ pub const MAX_PORT_NAME_LEN: usize = 31;
 #[repr(C)]
 pub(crate) struct PortEntry {
     name_len: AtomicU32,
-    /// Actor number of the subscribed process; 0 for none.
+    /// The subscription: bits 7..0 the subscribed process's actor number (0 for none), bits
+    /// 31..8 its epoch, which grows by one whenever a subscription ends. Each buffer published
+    /// to the port is tagged (in its cell) with the low byte of the epoch it was published in.
     subscriber: AtomicU32,
     name: [AtomicU8; MAX_PORT_NAME_LEN + 1],
     /// Buffers published to the port.
@@ -107,19 +109,45 @@ impl PortEntry {
             .filter(|name| !name.is_empty())
     }
 
-    /// The subscriber's actor number, 0 for none.
-    pub(crate) fn subscriber(&self) -> u8 {
-        u8::try_from(self.subscriber.load(Ordering::Acquire)).unwrap_or(0)
+    /// The subscriber's actor number (0 for none) and the tag of buffers published to it.
+    pub(crate) fn subscription(&self) -> (u8, u8) {
+        let word = self.subscriber.load(Ordering::Acquire);
+        (word as u8, (word >> 8) as u8)
     }
 
-    /// Ends `actor`'s subscription, if it still holds it.
+    /// The subscriber's actor number, 0 for none.
+    pub(crate) fn subscriber(&self) -> u8 {
+        self.subscription().0
+    }
+
+    /// Subscribes `actor` if nobody is; the tag of the buffers that will be published to it,
+    /// or the word found.
+    fn try_subscribe(&self, actor: u8) -> Result<u8, u32> {
+        let word = self.subscriber.load(Ordering::Acquire);
+        if word & 0xff != 0 {
+            return Err(word);
+        }
+        self.subscriber
+            .compare_exchange(
+                word,
+                word | u32::from(actor),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            )
+            .map(|_| (word >> 8) as u8)
+    }
+
+    /// Ends `actor`'s subscription, if it still holds it: a new epoch begins, so whatever was
+    /// published to it is now stale, never another subscriber's.
     pub(crate) fn unsubscribe(&self, actor: u8) {
-        let _ = self.subscriber.compare_exchange(
-            u32::from(actor),
-            0,
-            Ordering::AcqRel,
-            Ordering::Relaxed,
-        );
+        let word = self.subscriber.load(Ordering::Acquire);
+        if word as u8 != actor {
+            return;
+        }
+        let ended = (word & !0xff).wrapping_add(1 << 8);
+        let _ = self
+            .subscriber
+            .compare_exchange(word, ended, Ordering::AcqRel, Ordering::Relaxed);
     }
 
     /// Buffers published to the port and refused by it.
@@ -171,10 +199,16 @@ impl Published {
 
 /// A subscription to one port: the only way to receive from it. Dropping it unsubscribes and
 /// drops the buffers still waiting in the port.
+///
+/// A subscription receives exactly the buffers published to it: a buffer published to an
+/// earlier subscription of the port (a moment before it ended, say) is dropped instead of
+/// received, and a buffer published to the next one is never dropped with this one.
 #[derive(Debug)]
 pub struct Subscription<'p> {
     pool: &'p BufferPool,
     port: Port,
+    /// The tag of the buffers published to this subscription.
+    tag: u8,
 }
 
 impl BufferPool {
@@ -203,17 +237,18 @@ impl BufferPool {
         let entry = self.block.port(usize::from(port.index));
         let port_name = || self.port_names()[usize::from(port.index)].clone();
         for attempt in 0..2 {
-            match entry.subscriber.compare_exchange(
-                0,
-                u32::from(self.actor),
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
-                Ok(_) => {
-                    return Ok(Subscription { pool: self, port });
+            match entry.try_subscribe(self.actor) {
+                Ok(tag) => {
+                    // Buffers left from earlier subscriptions go back to the pool.
+                    self.sweep_port(port.index);
+                    return Ok(Subscription {
+                        pool: self,
+                        port,
+                        tag,
+                    });
                 }
                 Err(holder) => {
-                    let holder = u8::try_from(holder).unwrap_or(0);
+                    let holder = holder as u8;
                     let record = self.block.process(holder).and_then(|entry| entry.read());
                     if holder == self.actor {
                         return Err(SubscribeError::Taken {
@@ -255,6 +290,8 @@ impl BufferPool {
     /// Hands the held buffer in slot `index` to `ports` and ends this holder's reference (a
     /// write guard's `publish`).
     pub(crate) fn publish(&self, index: u32, generation: u32, ports: &[Port]) -> Published {
+        // The guard only passes the buffer on: this process's subscribers may read it at once.
+        self.unclaim(index);
         let published = self.deliver(index, ports);
         self.end_publication(index, generation);
         published
@@ -264,19 +301,22 @@ impl BufferPool {
     /// (`Writing`, or `Publishing` from an earlier delivery), and keeps holding it.
     pub(crate) fn deliver(&self, index: u32, ports: &[Port]) -> Published {
         let slot = self.slot(index);
-        let mut word = slot.word();
         // Subscribers of an earlier delivery may clear their bits meanwhile: a CAS keeps them.
-        while word.state != Some(SlotState::Publishing) {
-            let publishing = SlotWord {
+        slot.update(|word| {
+            (word.state != Some(SlotState::Publishing)).then_some(SlotWord {
                 state: Some(SlotState::Publishing),
+                actor: self.actor,
                 ..word
-            };
-            match slot.replace(word, publishing.by(self.actor)) {
-                Ok(()) => break,
-                Err(now) => word = now,
-            }
-        }
+            })
+        });
         let mut published = Published::default();
+        if slot.word().state != Some(SlotState::Publishing) {
+            // A corrupt slot word (a peer's): deliver nothing.
+            for port in ports {
+                published.refused |= 1u16.checked_shl(u32::from(port.index)).unwrap_or(0);
+            }
+            return published;
+        }
         for &port in ports {
             let bit = 1u16.checked_shl(u32::from(port.index)).unwrap_or(0);
             if (published.delivered | published.refused) & bit != 0 {
@@ -292,7 +332,12 @@ impl BufferPool {
             // port that still has it (the port's subscriber has not dropped it) is refused, or
             // the buffer would go back to the free queue while that port still read it.
             let held_already = slot.word().ports & bit != 0;
-            let reserved = if entry.subscriber() == 0 || held_already {
+            let (subscriber, tag) = entry.subscription();
+            if subscriber == 0 {
+                // Buffers left from ended subscriptions go back to the pool.
+                self.sweep_port(port.index);
+            }
+            let reserved = if subscriber == 0 || held_already {
                 None
             } else {
                 queue.reserve(index, self.actor).ok()
@@ -302,18 +347,16 @@ impl BufferPool {
                 published.refused |= bit;
                 continue;
             };
-            // The port's reference is counted before the subscriber can take the cell.
-            let mut word = slot.word();
-            while let Err(now) = slot.replace(
-                word,
-                SlotWord {
+            // The port's reference is counted before the subscriber can take the cell. (If a
+            // peer keeps the word from changing, the cell still goes to the subscriber, which
+            // skips a cell whose buffer does not count its reference.)
+            slot.update(|word| {
+                Some(SlotWord {
                     ports: word.ports | bit,
                     ..word
-                },
-            ) {
-                word = now;
-            }
-            queue.publish(position, index);
+                })
+            });
+            queue.publish(position, index, tag);
             entry.delivered.fetch_add(1, Ordering::Relaxed);
             wake_one(&entry.wait);
             published.delivered |= bit;
@@ -321,13 +364,31 @@ impl BufferPool {
         published
     }
 
+    /// Drops, from the front of port `port`, the buffers published to subscriptions that have
+    /// ended (their tag is not the current subscription's): they would otherwise hold their
+    /// buffers until someone subscribes. Stops at the first buffer of the current subscription,
+    /// or at one still being published.
+    pub(crate) fn sweep_port(&self, port: u8) {
+        let index = usize::from(port);
+        let entry = self.block.port(index);
+        let queue = self.block.port_queue(index);
+        for _ in 0..queue.cell_count() {
+            let (_, current) = entry.subscription();
+            let Some((position, slot, _)) = queue.take_tagged(self.actor, Some(current)) else {
+                return;
+            };
+            queue.release_unpassed(position);
+            if let Some(word) = self.block.slot_checked(slot).map(|s| s.word()) {
+                self.drop_port_reference(port, slot, word.generation);
+            }
+        }
+    }
+
     /// Ends this process's reference to the buffer it delivered to ports: the ports keep it, or
     /// nobody does and it goes back to the free queue.
     pub(crate) fn end_publication(&self, index: u32, generation: u32) {
-        let slot = self.slot(index);
-        let mut word = slot.word();
-        loop {
-            let next = if word.ports == 0 {
+        let changed = self.slot(index).update(|word| {
+            Some(if word.ports == 0 {
                 SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor)
             } else {
                 SlotWord {
@@ -335,46 +396,35 @@ impl BufferPool {
                     actor: 0,
                     ..word
                 }
-            };
-            match slot.replace(word, next) {
-                Ok(()) => {
-                    if next.state == Some(SlotState::Free) {
-                        self.push(Queue::Free, index);
-                    }
-                    return;
-                }
-                Err(now) => word = now,
-            }
+            })
+        });
+        if let Some((_, after)) = changed
+            && after.state == Some(SlotState::Free)
+        {
+            self.push(Queue::Free, index);
         }
     }
 
     /// Drops port `port`'s reference to slot `index` at `generation` (a port guard's drop, after
     /// it released its cell); puts the buffer back on the free queue if it was the last.
     pub(crate) fn drop_port_reference(&self, port: u8, index: u32, generation: u32) {
-        let slot = self.slot(index);
         let bit = 1u16 << port;
-        let mut word = slot.word();
-        loop {
+        let changed = self.slot(index).update(|word| {
             if word.generation != generation || word.ports & bit == 0 {
                 // Already dropped by a reaper that found the cell gone.
-                return;
+                return None;
             }
             let ports = word.ports & !bit;
-            let last = word.state == Some(SlotState::Shared) && ports == 0;
-            let next = if last {
+            Some(if word.state == Some(SlotState::Shared) && ports == 0 {
                 SlotWord::new(generation.wrapping_add(1), SlotState::Free).by(self.actor)
             } else {
                 SlotWord { ports, ..word }
-            };
-            match slot.replace(word, next) {
-                Ok(()) => {
-                    if last {
-                        self.push(Queue::Free, index);
-                    }
-                    return;
-                }
-                Err(now) => word = now,
-            }
+            })
+        });
+        if let Some((_, after)) = changed
+            && after.state == Some(SlotState::Free)
+        {
+            self.push(Queue::Free, index);
         }
     }
 }
@@ -534,21 +584,37 @@ struct ReceiveFrom<'s, 'p> {
 impl Waitable for ReceiveFrom<'_, '_> {
     type Item = (u64, u32, u32);
 
-    /// Takes the next cell; its buffer must count this port's reference (a cell whose reference
-    /// is gone, in a corrupt block, is skipped).
+    /// Takes the next cell published to this subscription; its buffer must count this port's
+    /// reference (a cell whose reference is gone, in a corrupt block, is skipped). Buffers
+    /// published to an earlier subscription are dropped on the way.
     fn try_take(&self) -> Option<(u64, u32, u32)> {
-        let pool = self.subscription.pool;
-        let port = self.subscription.port.index;
+        let subscription = self.subscription;
+        let pool = subscription.pool;
+        let port = subscription.port.index;
         let queue = pool.block.port_queue(usize::from(port));
-        let (position, index) = queue.take(pool.actor)?;
-        if let Some(slot) = pool.block.slot_checked(index) {
+        for _ in 0..queue.cell_count() {
+            let (position, index, tag) = queue.take_tagged(pool.actor, None)?;
+            let Some(slot) = pool.block.slot_checked(index) else {
+                queue.release_unpassed(position);
+                continue;
+            };
             let word = slot.word();
-            if word.ports & 1 << port != 0 && pool.len_of(index) != 0 {
+            if tag != subscription.tag {
+                queue.release_unpassed(position);
+                pool.drop_port_reference(port, index, word.generation);
+                continue;
+            }
+            // A port guard reads: never beside a guard of this process that may write.
+            let readable = !pool.peers || pool.inner.local.claim_shared(index);
+            if word.ports & 1 << port != 0 && pool.len_of(index) != 0 && readable {
                 slot.note_received(pool.hold_time());
                 return Some((position, index, word.generation));
             }
+            if readable && pool.peers {
+                pool.inner.local.end_shared(index);
+            }
+            queue.release_unpassed(position);
         }
-        queue.release(position, pool.actor, index);
         None
     }
 
@@ -566,20 +632,15 @@ impl Waitable for ReceiveFrom<'_, '_> {
 }
 
 impl Drop for Subscription<'_> {
-    /// Unsubscribes, then drops the buffers that were waiting in the port when the subscription
-    /// ended. A buffer published after that (to whoever subscribes next, by a producer that saw
-    /// this subscription a moment before it ended) stays in the port for the next subscriber.
+    /// Unsubscribes, then drops the buffers published to this subscription that are waiting in
+    /// the port. One a producer publishes a moment later, or one behind a publication still in
+    /// progress, is dropped by whoever next looks at the port (the next subscriber, a
+    /// producer, a reaper); a buffer published to the next subscription is never dropped here.
     fn drop(&mut self) {
         let pool = self.pool;
-        let index = usize::from(self.port.index);
-        pool.block.port(index).unsubscribe(pool.actor);
-        let queue = pool.block.port_queue(index);
-        let (_, end) = queue.positions();
-        while let Some((position, slot)) = queue.take_before(pool.actor, end) {
-            queue.release(position, pool.actor, slot);
-            if let Some(word) = pool.block.slot_checked(slot).map(|s| s.word()) {
-                pool.drop_port_reference(self.port.index, slot, word.generation);
-            }
-        }
+        pool.block
+            .port(usize::from(self.port.index))
+            .unsubscribe(pool.actor);
+        pool.sweep_port(self.port.index);
     }
 }

@@ -26,7 +26,9 @@
 //!   at every moment either in a cell or recorded by its holder, which is what lets a survivor
 //!   reclaim exactly what a killed process held.
 //! - **reserve / publish** (ports): a push in two steps, `(t, EMPTY)` → `(t, RESERVED, actor,
-//!   value)` → `(t, FULL, value)`, so that the pusher can record the reference between them.
+//!   value)` → `(t, FULL, tag, value)`, so that the pusher can record the reference between
+//!   them. A full cell's actor field (unused once it is full) holds a *tag* the publisher gives
+//!   (ports tag each buffer with the subscription it was published for).
 //!
 //! # A stalled taker delays nobody
 //!
@@ -43,7 +45,10 @@
 //!
 //! On a port's queue ([`Stalled::Refuse`]) a TAKEN cell is a subscriber reading a buffer, and a
 //! port holds at most its depth of buffers: a push that finds one a lap later reports the queue
-//! full, as it does for a RESERVED one.
+//! full, as it does for a RESERVED one. A private pool's queues refuse too: only its own
+//! process uses them, so a stalled taker is one of its threads that was preempted, and the
+//! push waits for it to go on (a process stopped as a whole stops the push as well). Queues
+//! whose pushes never pass a taken cell release it with a plain store.
 //!
 //! Every loop is bounded: a corrupt block makes an operation report "empty" or "full", never spin
 //! for ever.
@@ -151,6 +156,19 @@ pub(crate) enum Stalled {
     /// Report the queue full (ports, whose taken cells are their subscribers' reads).
     #[cfg_attr(loom, allow(dead_code))] // used by the ports, which loom builds leave out
     Refuse,
+}
+
+/// The word of a cell holding `value`, ready to be taken at `position` (for tests that write
+/// into a block as a peer would).
+#[cfg(not(loom))]
+pub(crate) fn full_cell_word(position: u64, value: u32) -> u64 {
+    Cell {
+        seq: position as u32,
+        state: CellState::Full,
+        actor: 0,
+        value,
+    }
+    .encode()
 }
 
 /// A push found no cell ready: the cell at the tail is still used one lap earlier.
@@ -291,13 +309,13 @@ impl<'a> QueueRef<'a> {
         })
     }
 
-    /// Makes the value reserved at `position` takeable (by the reserver).
+    /// Makes the value reserved at `position` takeable (by the reserver), with `tag`.
     #[cfg_attr(loom, allow(dead_code))] // used by the ports, which loom builds leave out
-    pub(crate) fn publish(&self, position: u64, value: u32) {
+    pub(crate) fn publish(&self, position: u64, value: u32, tag: u8) {
         let full = Cell {
             seq: position as u32,
             state: CellState::Full,
-            actor: 0,
+            actor: tag,
             value,
         };
         self.cell(position)
@@ -310,29 +328,23 @@ impl<'a> QueueRef<'a> {
     /// when the oldest is still reserved.
     #[inline(always)]
     pub(crate) fn take(&self, actor: u8) -> Option<(u64, u32)> {
-        self.take_until(actor, None)
+        let (position, value, _) = self.take_tagged(actor, None)?;
+        Some((position, value))
     }
 
-    /// [`QueueRef::take`], but only a value at a position before `end` (what was queued when
-    /// the caller read the tail as `end`).
-    #[cfg_attr(loom, allow(dead_code))] // used by the ports, which loom builds leave out
-    pub(crate) fn take_before(&self, actor: u8, end: u64) -> Option<(u64, u32)> {
-        self.take_until(actor, Some(end))
-    }
-
+    /// [`QueueRef::take`], returning the value's tag too (see [`QueueRef::publish`]); with
+    /// `stop_at`, takes nothing if the oldest value has that tag.
     #[inline(always)]
-    fn take_until(&self, actor: u8, end: Option<u64>) -> Option<(u64, u32)> {
+    pub(crate) fn take_tagged(&self, actor: u8, stop_at: Option<u8>) -> Option<(u64, u32, u8)> {
         let mut head = self.ctrl.head.load(Ordering::Acquire);
         for _ in 0..self.retry_limit() {
-            if end.is_some_and(|end| head >= end) {
-                return None;
-            }
             let cell = self.cell(head);
             let word = cell.word.load(Ordering::SeqCst);
             let found = Cell::decode(word);
             let lap = found.seq.wrapping_sub(head as u32) as i32;
             if lap == 0 {
                 match found.state {
+                    CellState::Full if stop_at == Some(found.actor) => return None,
                     CellState::Full => {
                         let taken = Cell {
                             state: CellState::Taken,
@@ -350,7 +362,7 @@ impl<'a> QueueRef<'a> {
                             .is_ok()
                         {
                             Self::advance(&self.ctrl.head, head);
-                            return Some((head, found.value));
+                            return Some((head, found.value, found.actor));
                         }
                     }
                     CellState::Empty | CellState::Reserved => return None,
@@ -368,9 +380,21 @@ impl<'a> QueueRef<'a> {
         None
     }
 
+    /// Gives the cell taken at `position` back for its next lap (by its taker), in a queue whose
+    /// pushes never pass a taken cell ([`Stalled::Refuse`]): a store, since nobody else writes
+    /// a taken cell there (but a reaper of a dead taker).
+    #[inline(always)]
+    pub(crate) fn release_unpassed(&self, position: u64) {
+        let next_lap = position.wrapping_add(self.cells.len() as u64);
+        self.cell(position)
+            .word
+            .store(Cell::empty(next_lap).encode(), Ordering::Release);
+    }
+
     /// Gives the cell that `actor` took at `position`, holding `value`, back for its next lap
-    /// (by its taker). A CAS, not a store: a push may have relapped the cell meanwhile (module
-    /// docs), and the release must free it for the lap after the one it is at now.
+    /// (by its taker), in a queue whose pushes pass a stalled taker's cell ([`Stalled::Pass`]).
+    /// A CAS, not a store: a push may have relapped the cell meanwhile (module docs), and the
+    /// release must free it for the lap after the one it is at now.
     #[inline(always)]
     pub(crate) fn release(&self, position: u64, actor: u8, value: u32) {
         let cell = self.cell(position);
@@ -435,15 +459,28 @@ impl<'a> QueueRef<'a> {
         }
     }
 
-    /// Number of values in the queue, counting pushes and takes still in progress. A snapshot:
-    /// it may be out of date as soon as it is returned. `head` is read first, so `tail >= head`;
-    /// more than a lap of operations between the loads is clamped to the queue's size.
+    /// Number of positions between the head and the tail: the values in the queue, counting
+    /// pushes still in progress (and, while a stalled taker's cell is being passed, positions
+    /// consumed without a value). One load of each position, for the fast path's water marks;
+    /// [`QueueRef::waiting`] counts the values exactly. A snapshot: it may be out of date as
+    /// soon as it is returned. `head` is read first, so `tail >= head`; more than a lap of
+    /// operations between the loads is clamped to the queue's size.
     #[inline(always)]
     #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn len(&self) -> u32 {
         let head = self.ctrl.head.load(Ordering::Acquire);
         let tail = self.ctrl.tail.load(Ordering::Acquire);
         tail.wrapping_sub(head).min(self.cells.len() as u64) as u32
+    }
+
+    /// Number of values waiting in the queue, counted cell by cell (a scan of the queue, for
+    /// diagnostics). Unlike [`QueueRef::len`] it never counts positions that a push consumed
+    /// without a value (passing a stalled taker's cell), nor takes in progress.
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn waiting(&self) -> u32 {
+        self.cells()
+            .filter(|(_, cell)| cell.state == CellState::Full)
+            .count() as u32
     }
 
     /// Whether a take would find a value now (looking past cells taken already, as a take
@@ -489,9 +526,9 @@ impl<'a> QueueRef<'a> {
     pub(crate) fn replace_cell(&self, index: usize, seen: Cell, next: CellChange) -> bool {
         let next = match next {
             CellChange::Release => Cell::empty(u64::from(seen.seq) + self.cells.len() as u64),
-            CellChange::Publish => Cell {
+            CellChange::Publish(tag) => Cell {
                 state: CellState::Full,
-                actor: 0,
+                actor: tag,
                 ..seen
             },
         };
@@ -528,8 +565,8 @@ impl<'a> QueueRef<'a> {
 pub(crate) enum CellChange {
     /// Give it back for its next lap (undo a reservation, or end a take).
     Release,
-    /// Make a reservation takeable.
-    Publish,
+    /// Make a reservation takeable, with this tag.
+    Publish(u8),
 }
 
 /// A queue with its own storage, for the unit tests and the loom models of this crate.
@@ -651,7 +688,7 @@ mod loom_tests {
                 let q = Arc::clone(&q);
                 thread::spawn(move || {
                     let position = q.queue().reserve(4, 2).unwrap();
-                    q.queue().publish(position, 4);
+                    q.queue().publish(position, 4, 0);
                 })
             };
             let early = q.pop();
@@ -697,7 +734,11 @@ mod loom_tests {
 
     #[test]
     fn loom_a_late_release_racing_relapping_pushes_loses_nothing() {
-        loom::model(|| {
+        // Three threads and a dozen operations: bound the preemptions to keep the exploration
+        // finite (every interleaving with at most three forced switches).
+        let mut model = loom::model::Builder::new();
+        model.preemption_bound = Some(3);
+        model.check(|| {
             // Actor 7 took value 1 and releases it late, while pushes go a lap past its cell;
             // a second pusher may read the tail before a relap and push after it. Four cells, as
             // a pool of two buffers has: the stalled take and two values at most at once.
@@ -863,10 +904,10 @@ mod tests {
     fn a_taken_cell_a_lap_later_makes_a_port_full_until_released() {
         let q = TestQueue::new(2, &[]);
         q.queue().reserve(1, 4).unwrap();
-        q.queue().publish(0, 1);
+        q.queue().publish(0, 1, 0);
         let (position, value) = q.queue().take(3).unwrap(); // a subscriber reading it
         q.queue().reserve(2, 4).unwrap();
-        q.queue().publish(1, 2);
+        q.queue().publish(1, 2, 0);
         assert_eq!(q.pop(), Some(2));
         let full = q.queue().reserve(3, 4).unwrap_err();
         assert_eq!(
@@ -901,7 +942,7 @@ mod tests {
         q.push(8).unwrap();
         assert_eq!(q.pop(), None, "takers wait at a reservation");
         assert!(q.queue().has_claimed());
-        q.queue().publish(position, 7);
+        q.queue().publish(position, 7, 0);
         assert_eq!(q.drain(), vec![7, 8]);
 
         // A reservation undone (its pusher died before recording it) is skipped.

@@ -48,10 +48,12 @@ use crate::{BufferPool, Queue};
 impl BufferPool {
     /// Looks for processes attached to this pool that died, and reclaims exactly what they held:
     /// their guards, their detached ids, their port reads and publications in flight, their port
-    /// subscriptions. Returns how many buffers went back to the free queue.
+    /// subscriptions. Returns how many buffers went back to the free queue from dead processes.
+    /// Also drops what waits in ports nobody subscribes to any more.
     ///
     /// This runs by itself when a process attaches and while an acquisition waits (when it
-    /// begins to sleep, then every 100 ms); call it to reclaim at other moments. It costs one
+    /// begins to sleep, then after 1, 2, 4 ... ms, and every 100 ms at the longest); call it to
+    /// reclaim at other moments. It costs one
     /// `fcntl` system call per attached process (asking the kernel whether it still holds its
     /// lock), and a scan of the block only when one died.
     ///
@@ -64,7 +66,15 @@ impl BufferPool {
     /// assert_eq!(pool.reclaim_dead(), 0); // nobody died
     /// ```
     pub fn reclaim_dead(&self) -> usize {
-        reclaim_dead_with(self.block, &self.inner.liveness, self.actor)
+        let back = reclaim_dead_with(self.block, &self.inner.liveness, self.actor);
+        // Buffers published to subscriptions that ended go back too, if nobody subscribed
+        // since to drop them on the way (see `Subscription`).
+        for port in 0..self.block.shape().ports as u8 {
+            if self.block.port(usize::from(port)).subscriber() == 0 {
+                self.sweep_port(port);
+            }
+        }
+        back
     }
 }
 
@@ -187,8 +197,13 @@ fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
                 let counted = block
                     .slot_checked(cell.value)
                     .is_some_and(|slot| slot.word().ports & bit != 0);
+                let (subscriber, tag) = entry.subscription();
+                // Finished for the port's current subscriber (whichever subscription the dead
+                // publisher saw); with no subscriber, dropped (`finish_slots` drops the
+                // reference whose cell is gone).
+                let counted = counted && subscriber != 0;
                 let change = if counted {
-                    CellChange::Publish
+                    CellChange::Publish(tag)
                 } else {
                     CellChange::Release
                 };
@@ -204,12 +219,16 @@ fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
         }
     }
     if entry.subscriber() == dead {
-        // Nobody will read what waits in a dead subscriber's port: drop it (the references are
-        // dropped by `finish_slots`, their cells being gone).
-        while let Some((position, value)) = ring.take(me) {
-            ring.release(position, me, value);
-        }
+        // Nobody will read what was published to a dead subscriber: its subscription ends, and
+        // the buffers of ended subscriptions leave the port (their references are dropped by
+        // `finish_slots`, their cells being gone).
         entry.unsubscribe(dead);
+        for _ in 0..ring.cell_count() {
+            let Some((position, _, _)) = ring.take_tagged(me, Some(entry.subscription().1)) else {
+                break;
+            };
+            ring.release_unpassed(position);
+        }
     }
 }
 

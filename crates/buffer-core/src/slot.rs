@@ -164,6 +164,10 @@ impl SlotWord {
     }
 }
 
+/// Most compare-and-swaps [`Slot::update`] tries: each failure means another thread or process
+/// changed the word in between, and this many in a row means a peer is scribbling on it.
+pub(crate) const UPDATE_TRIES: u32 = 10_000;
+
 /// Marks "no physical address" in [`Slot::phys_addr`].
 const NO_PHYS: u64 = u64::MAX;
 /// [`Slot::flags`] bit: the buffer leaves the pool when released.
@@ -239,6 +243,34 @@ impl Slot {
             )
             .map(drop)
             .map_err(SlotWord::decode)
+    }
+
+    /// Changes the state word to what `next` makes of it (`None`: leave it), by compare-and-swap
+    /// from the word as read, again while other threads or processes change it meanwhile.
+    /// Returns the word before and after; `None` if `next` left it, if its state is not a
+    /// [`SlotState`] (only a corrupt block has one), or after [`UPDATE_TRIES`] tries (a peer
+    /// changing it for ever): no loop on a slot is endless, whatever is written into it.
+    #[inline]
+    pub(crate) fn update(
+        &self,
+        mut next: impl FnMut(SlotWord) -> Option<SlotWord>,
+    ) -> Option<(SlotWord, SlotWord)> {
+        let mut raw = self.state.load(Ordering::Acquire);
+        for _ in 0..UPDATE_TRIES {
+            let word = SlotWord::decode(raw);
+            word.state?;
+            let changed = next(word)?;
+            match self.state.compare_exchange(
+                raw,
+                changed.encode(),
+                Ordering::AcqRel,
+                Ordering::Acquire,
+            ) {
+                Ok(_) => return Some((word, changed)),
+                Err(now) => raw = now,
+            }
+        }
+        None
     }
 
     /// The slot's described memory: size, kind, ownership and physical address.
@@ -371,6 +403,21 @@ mod tests {
         assert_eq!(std::mem::size_of::<Slot>() % 64, 0);
         // The control words fill exactly the first cache line.
         assert_eq!(std::mem::offset_of!(Slot, meta), 64);
+    }
+
+    #[test]
+    fn updates_stop_at_a_corrupt_state_instead_of_spinning() {
+        // SAFETY: `Slot` is `ShmSafe`, so all-zero bytes are a valid value.
+        let slot: Slot = unsafe { std::mem::zeroed() };
+        slot.set(SlotWord::new(3, SlotState::Shared));
+        let (before, after) = slot
+            .update(|word| Some(SlotWord { ports: 1, ..word }))
+            .unwrap();
+        assert_eq!((before.ports, after.ports), (0, 1));
+        assert!(slot.update(|_| None).is_none());
+        // A state byte that is no state: `decode` cannot give it back for the CAS.
+        slot.state.store(3 << 32 | 0xffff_ffff, Ordering::Relaxed);
+        assert!(slot.update(Some).is_none());
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! The atomics and the futex of the concurrency core (queue and waiting): std's and the kernel's,
+//! The atomics, the lock and the futex of the concurrency core (queue and waiting): std's and the kernel's,
 //! or loom's when the crate is built with `--cfg loom` for model checking (`cargo xtask ci` runs
 //! `RUSTFLAGS="--cfg loom" cargo test -p buffer-core --release --lib loom`).
 
@@ -9,12 +9,16 @@ pub(crate) use loom::hint::spin_loop;
 #[cfg(loom)]
 pub(crate) use loom::sync::atomic::{AtomicU32, AtomicU64};
 #[cfg(loom)]
+pub(crate) use loom::sync::{Mutex, MutexGuard};
+#[cfg(loom)]
 pub(crate) use loom::thread::yield_now;
 
 #[cfg(not(loom))]
 pub(crate) use std::hint::spin_loop;
 #[cfg(not(loom))]
 pub(crate) use std::sync::atomic::{AtomicU32, AtomicU64};
+#[cfg(not(loom))]
+pub(crate) use std::sync::{Mutex, MutexGuard};
 #[cfg(not(loom))]
 pub(crate) use std::thread::yield_now;
 

@@ -19,14 +19,16 @@
 //! memory ([`Sleepers`]). A process killed while one of its threads waited leaves its bit set;
 //! the reaper clears it with the rest of what the process held, so the wakers of the queue do
 //! not go on making a futex system call for every push. (A shared count would leak for good:
-//! nobody could tell how much of it the dead process had added.) When a thread's unregistering
-//! clears the bit while another thread of the process registers, the bit is set again and the
-//! word woken, so that no sleeper is left registered under a cleared bit.
+//! nobody could tell how much of it the dead process had added.) A process-local lock keeps the
+//! count and the bit in step (set while the count is above 0); it is only taken on the way to
+//! sleeping and back, never by a waker.
 //!
-//! Sleeps last at most [`IDLE_SLICE`]: between them the waiter lets the pool look for dead
-//! processes whose buffers it may be waiting for ([`Waitable::on_idle`]). Tests of the blocking
-//! paths turn that re-poll off ([`disable_idle_polling`]), so that a lost wake-up shows as a
-//! wait that times out rather than one that takes 100 ms longer.
+//! Between sleeps the waiter lets the pool look for dead processes whose buffers it may be
+//! waiting for ([`Waitable::on_idle`]): as it begins to sleep, then after 1 ms, and each time
+//! twice as long after the last look, up to every [`IDLE_SLICE`] (a process that dies just
+//! before or during a wait is found within milliseconds; a long wait costs ten wake-ups a
+//! second). Tests of the blocking paths turn that re-poll off ([`disable_idle_polling`]), so
+//! that a lost wake-up shows as a wait that times out rather than one that takes longer.
 //!
 //! A woken waiter may lose the value to a thread that did not wait; it then sleeps again. A
 //! waiter whose timeout expires tries the queue once more before giving up, so a wake-up meant
@@ -38,7 +40,8 @@ use std::time::{Duration, Instant};
 #[cfg(not(loom))]
 use crate::shm_safe::ShmSafe;
 use crate::sync::{
-    AtomicU32, AtomicU64, futex_wait, futex_wake, seqcst_order_for_loom, spin_loop, yield_now,
+    AtomicU32, AtomicU64, Mutex, futex_wait, futex_wake, seqcst_order_for_loom, spin_loop,
+    yield_now,
 };
 
 /// A futex word and the processes with threads about to sleep on it.
@@ -59,7 +62,8 @@ unsafe impl ShmSafe for WaitWord {}
 
 /// One process's threads registered on one wait word (process-local), and that process's bit.
 pub(crate) struct Sleepers {
-    count: AtomicU32,
+    /// How many threads are registered.
+    count: Mutex<u32>,
     bit: u64,
 }
 
@@ -67,9 +71,15 @@ impl Sleepers {
     /// The sleepers of actor `actor` (1 to 64).
     pub(crate) fn of(actor: u8) -> Sleepers {
         Sleepers {
-            count: AtomicU32::new(0),
+            count: Mutex::new(0),
             bit: actor_bit(actor),
         }
+    }
+
+    fn count(&self) -> crate::sync::MutexGuard<'_, u32> {
+        self.count
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -80,24 +90,25 @@ pub(crate) fn actor_bit(actor: u8) -> u64 {
 }
 
 impl WaitWord {
-    /// Registers a thread of the process `me` as about to sleep.
+    /// Registers a thread of the process `me` as about to sleep. When it returns, `me`'s bit
+    /// is set (by this thread or by one registered before it, and not cleared since).
     pub(crate) fn register(&self, me: &Sleepers) {
-        me.count.fetch_add(1, Ordering::SeqCst);
-        self.sleepers.fetch_or(me.bit, Ordering::SeqCst);
+        let mut count = me.count();
+        *count += 1;
+        if *count == 1 {
+            self.sleepers.fetch_or(me.bit, Ordering::SeqCst);
+        }
+        drop(count);
         seqcst_order_for_loom();
     }
 
-    /// Ends a registration made by [`WaitWord::register`].
+    /// Ends a registration made by [`WaitWord::register`]; the last of `me`'s threads clears
+    /// its bit.
     pub(crate) fn unregister(&self, me: &Sleepers) {
-        if me.count.fetch_sub(1, Ordering::SeqCst) != 1 {
-            return;
-        }
-        self.sleepers.fetch_and(!me.bit, Ordering::SeqCst);
-        if me.count.load(Ordering::SeqCst) != 0 {
-            // Another thread of this process registered meanwhile, maybe before the bit was
-            // cleared: set it again and wake, in case a push skipped its wake-up in between.
-            self.sleepers.fetch_or(me.bit, Ordering::SeqCst);
-            wake_all(self);
+        let mut count = me.count();
+        *count -= 1;
+        if *count == 0 {
+            self.sleepers.fetch_and(!me.bit, Ordering::SeqCst);
         }
     }
 
@@ -164,6 +175,9 @@ pub(crate) trait Waitable {
 
 /// Longest a sleeper sleeps before it looks for dead processes again.
 pub(crate) const IDLE_SLICE: Duration = Duration::from_millis(100);
+/// How long a sleeper sleeps before its second look for dead processes (then twice as long
+/// each time, up to [`IDLE_SLICE`]).
+const FIRST_IDLE_LOOK: Duration = Duration::from_millis(1);
 
 /// Whether sleepers wake every [`IDLE_SLICE`] to look for dead processes (see the module docs).
 static IDLE_POLLING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
@@ -178,11 +192,10 @@ pub fn disable_idle_polling() {
 }
 
 /// How long a sleeper sleeps at most before it looks for dead processes again; `None` for as
-/// long as its wait lasts.
+/// long as its wait lasts. Never under loom: its models must not depend on the clock (and its
+/// futex stand-in never times out).
 pub(crate) fn idle_slice() -> Option<Duration> {
-    IDLE_POLLING
-        .load(std::sync::atomic::Ordering::Relaxed)
-        .then_some(IDLE_SLICE)
+    (!cfg!(loom) && IDLE_POLLING.load(std::sync::atomic::Ordering::Relaxed)).then_some(IDLE_SLICE)
 }
 
 /// Takes from `source`, waiting as `mode` says on `word`, registered as one of `me`'s sleepers.
@@ -234,6 +247,7 @@ fn sleep_until_taken<W: Waitable>(
 ) -> Result<W::Item, WaitFailure> {
     source.on_idle();
     let mut last_idle = Instant::now();
+    let mut interval = FIRST_IDLE_LOOK;
     loop {
         let seq = word.seq.load(Ordering::SeqCst);
         if let Some(value) = source.try_take() {
@@ -242,10 +256,12 @@ fn sleep_until_taken<W: Waitable>(
         if source.is_closed() {
             return Err(WaitFailure::Closed);
         }
-        let idle = idle_slice();
+        let idle = idle_slice().map(|_| interval);
         if idle.is_some_and(|idle| last_idle.elapsed() >= idle) {
             source.on_idle();
             last_idle = Instant::now();
+            interval = (interval * 2).min(IDLE_SLICE);
+            continue; // look at the queue again: the dead may have held what is waited for
         }
         let left = match deadline {
             None => None,
@@ -356,20 +372,26 @@ mod loom_tests {
     }
 
     #[test]
-    fn loom_two_sleepers_of_one_process_are_both_woken() {
+    fn loom_a_process_bit_is_set_while_any_of_its_threads_is_registered() {
         loom::model(|| {
-            // Both threads share the process's bit: one unregistering (after its value) while
-            // the other registers must not leave the other asleep under a cleared bit.
+            // Two threads of one process register and unregister at once: the bit must be set
+            // whenever either is registered (or a push could skip its wake-up), and clear once
+            // neither is (or every push would make a futex call for nobody).
             let fixture = Fixture::new();
-            let first = Fixture::spawn_waiter(&fixture);
-            let second = Fixture::spawn_waiter(&fixture);
-            for value in [1, 2] {
-                fixture.test_queue.push(value).unwrap();
-                wake_one(&fixture.word);
+            let threads: Vec<_> = (0..2)
+                .map(|_| {
+                    let fixture = Arc::clone(&fixture);
+                    thread::spawn(move || {
+                        fixture.word.register(&fixture.sleepers);
+                        let set = fixture.word.sleepers.load(Ordering::SeqCst) & 1 != 0;
+                        fixture.word.unregister(&fixture.sleepers);
+                        set
+                    })
+                })
+                .collect();
+            for thread in threads {
+                assert!(thread.join().unwrap(), "registered, yet the bit was clear");
             }
-            let mut got = [first.join().unwrap(), second.join().unwrap()];
-            got.sort_unstable();
-            assert_eq!(got, [Ok(1), Ok(2)]);
             assert_eq!(fixture.word.sleepers.load(Ordering::SeqCst), 0);
         });
     }
