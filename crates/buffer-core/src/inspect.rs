@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::error::{Holder, Holders};
+use crate::queue::CellState;
 use crate::segment::Segment;
 use crate::slot::SlotState;
 use crate::{BufferId, BufferPool, MemoryKind, SegmentName};
@@ -52,11 +53,13 @@ pub struct PortInfo {
     pub name: String,
     /// The subscribed process, if any.
     pub subscriber: Option<u32>,
-    /// Buffers waiting in it or being read.
+    /// Buffers waiting in it, published and not yet received.
     pub queued: u32,
+    /// Buffers its subscriber received and still reads (port guards not dropped yet).
+    pub reading: u32,
     /// Buffers published to it since the pool was created.
     pub delivered: u64,
-    /// Buffers it refused (full, or no subscriber).
+    /// Buffers it refused (full, no subscriber, or already holding that buffer).
     pub refused: u64,
 }
 
@@ -215,7 +218,8 @@ impl BufferPool {
                         0 => None,
                         actor => self.pid_of(actor),
                     },
-                    queued: self.block.port_queue(index).len(),
+                    queued: self.block.port_queue(index).waiting(),
+                    reading: self.block.port_queue(index).count(CellState::Taken),
                     delivered,
                     refused,
                 }

@@ -150,6 +150,8 @@ impl PoolConfig {
     /// How many buffers each port can hold at once, queued and being read together (a power of
     /// two, 2 to [`MAX_PORT_DEPTH`](crate::MAX_PORT_DEPTH); [`DEFAULT_PORT_DEPTH`] by default).
     /// A port that is full refuses further buffers, so a slow consumer holds at most this many.
+    /// A received buffer keeps its place in the port until dropped (see the [`port`](crate::port)
+    /// module), so keep a port's buffers no longer than the ones received after them.
     pub fn with_port_depth(mut self, depth: u32) -> PoolConfig {
         self.port_depth = depth;
         self

@@ -14,6 +14,11 @@
 //! still reaches the other ports, [`Published`] says which ports refused, and the port counts its
 //! refusals. So a stalled consumer costs the pool at most its port's depth of buffers.
 //!
+//! The port is a ring of `depth` places, and a received buffer keeps its place until its
+//! [`PortGuard`] drops: a subscriber that keeps one buffer while it receives and drops the
+//! next `depth - 1` finds the port refusing the one after, though it holds a single buffer.
+//! Drop received buffers in the order they came to use the whole depth.
+//!
 //! # Examples
 //!
 //! ```
@@ -186,7 +191,8 @@ impl Published {
         self.delivered.count_ones()
     }
 
-    /// How many ports refused it (full, without a subscriber, or of another pool).
+    /// How many ports refused it (full, without a subscriber, already holding this buffer, or
+    /// of another pool).
     pub fn refused(self) -> u32 {
         self.refused.count_ones()
     }

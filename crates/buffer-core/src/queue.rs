@@ -478,9 +478,13 @@ impl<'a> QueueRef<'a> {
     /// without a value (passing a stalled taker's cell), nor takes in progress.
     #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
     pub(crate) fn waiting(&self) -> u32 {
-        self.cells()
-            .filter(|(_, cell)| cell.state == CellState::Full)
-            .count() as u32
+        self.count(CellState::Full)
+    }
+
+    /// Number of cells in `state` (a scan of the queue, for diagnostics).
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn count(&self, state: CellState) -> u32 {
+        self.cells().filter(|(_, cell)| cell.state == state).count() as u32
     }
 
     /// Whether a take would find a value now (looking past cells taken already, as a take

@@ -1,9 +1,23 @@
 //! Property tests: random operation sequences against a simple model of the pool.
 //!
-//! The single-threaded test predicts every step exactly (queues are FIFO, so the model knows
+//! The single-threaded tests predict every step exactly (queues are FIFO, so the model knows
 //! which slot each acquisition returns). The multi-threaded test cannot predict order, so it
 //! checks what must hold whatever the interleaving: no buffer in two places, counts adding up,
-//! nothing lost, no torn frame.
+//! nothing lost, no torn frame, no fill handed out twice, no slot going back in time.
+//!
+//! The other mechanisms have their own exact models, one module each: fan-out ports and
+//! [`BufferHold`](buffer_core::BufferHold) (`model/ports.rs`), reclamation of what a detaching
+//! attachment held (`model/reclaim.rs`), tiered pools (`model/tiered.rs`) and the futures
+//! (`model/futures.rs`).
+
+#[path = "model/futures.rs"]
+mod futures;
+#[path = "model/ports.rs"]
+mod ports;
+#[path = "model/reclaim.rs"]
+mod reclaim;
+#[path = "model/tiered.rs"]
+mod tiered;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 
@@ -217,10 +231,16 @@ proptest! {
         // Detached ids travel between threads through this mailbox.
         let mailbox: Mutex<Vec<(bool, BufferId)>> = Mutex::new(Vec::new());
         let net_injected = std::sync::atomic::AtomicI64::new(3);
+        let handed_out = Mutex::new(HashSet::new());
         std::thread::scope(|s| {
             for (t, plan) in plans.iter().enumerate() {
-                let (pool, mailbox, net_injected) = (&pool, &mailbox, &net_injected);
-                s.spawn(move || run_plan(pool, mailbox, net_injected, t as u64, plan));
+                let shared = Shared {
+                    pool: &pool,
+                    mailbox: &mailbox,
+                    net_injected: &net_injected,
+                    handed_out: &handed_out,
+                };
+                s.spawn(move || run_plan(shared, t as u64, plan));
             }
         });
         for (is_write, id) in mailbox.into_inner() {
@@ -232,8 +252,11 @@ proptest! {
         prop_assert_eq!(counts.in_use, 0);
         prop_assert_eq!(counts.free + counts.filled, total);
         let mut seen = HashSet::new();
+        let mut handed_out = handed_out.into_inner();
         while let Ok(g) = pool.acquire_filled(Wait::NoWait) {
-            read_token(&g);
+            let token = read_token(&g);
+            // A fill still queued at the end was never handed out before.
+            prop_assert!(token == 0 || handed_out.insert(token), "fill {:#x} queued after it was read", token);
             prop_assert!(seen.insert(g.id().slot));
             let _kept_out = g.into_id();
         }
@@ -245,17 +268,36 @@ proptest! {
     }
 }
 
-fn run_plan(
-    pool: &PoolOwner,
-    mailbox: &Mutex<Vec<(bool, BufferId)>>,
-    net_injected: &std::sync::atomic::AtomicI64,
-    thread: u64,
-    plan: &[Op],
-) {
+/// What the threads of [`threads_lose_and_duplicate_nothing`] share.
+#[derive(Clone, Copy)]
+struct Shared<'a> {
+    pool: &'a PoolOwner,
+    /// Detached ids, and whether each is a write guard's.
+    mailbox: &'a Mutex<Vec<(bool, BufferId)>>,
+    /// Buffers injected minus buffers removed.
+    net_injected: &'a std::sync::atomic::AtomicI64,
+    /// Every token (but 0, an injected filled buffer's) read from the filled queue: each fill is
+    /// handed out once.
+    handed_out: &'a Mutex<HashSet<u64>>,
+}
+
+/// One thread's plan. Tokens are `thread << 32 | n`, `n` growing with each write, and every
+/// buffer acquired free is stamped at once, so: a token comes out of the filled queue at most
+/// once (`handed_out`), and in one slot a thread sees each writer's tokens in increasing order
+/// (`last_seen`: a slot is written again only after its fill was consumed, so an older token
+/// after a newer one is stale data or a buffer handed out twice).
+fn run_plan(shared: Shared<'_>, thread: u64, plan: &[Op]) {
+    let Shared {
+        pool,
+        mailbox,
+        net_injected,
+        handed_out,
+    } = shared;
     let mut writes: Vec<WriteGuard<'_>> = Vec::new();
     let mut reads: Vec<ReadGuard<'_>> = Vec::new();
     let mut token = thread << 32;
-    let mut last_seen: HashMap<u32, u64> = HashMap::new();
+    // The newest token seen in each (slot, writing thread).
+    let mut last_seen: HashMap<(u32, u64), u64> = HashMap::new();
     for &op in plan {
         match op {
             Op::AcquireFree => {
@@ -267,7 +309,22 @@ fn run_plan(
             }
             Op::AcquireFilled => {
                 if let Ok(g) = pool.acquire_filled(Wait::NoWait) {
-                    last_seen.insert(g.id().slot, read_token(&g));
+                    let seen = read_token(&g);
+                    if seen != 0 {
+                        assert!(
+                            handed_out.lock().insert(seen),
+                            "fill {seen:#x} handed out twice by the filled queue"
+                        );
+                        let key = (g.id().slot, seen >> 32);
+                        if let Some(&before) = last_seen.get(&key) {
+                            assert!(
+                                seen > before,
+                                "slot {} gave fill {seen:#x} after the newer {before:#x}",
+                                key.0
+                            );
+                        }
+                        last_seen.insert(key, seen);
+                    }
                     reads.push(g);
                 }
             }

@@ -148,11 +148,12 @@ fn show(name: &str) -> Result<(), Box<dyn Error>> {
         println!("ports:");
         for port in ports {
             println!(
-                "  {:<24} subscriber {:<12} queued {:<4} delivered {:<10} refused {}",
+                "  {:<24} subscriber {:<12} queued {:<4} reading {:<4} delivered {:<10} refused {}",
                 port.name,
                 port.subscriber
                     .map_or("none".to_owned(), |pid| format!("pid {pid}")),
                 port.queued,
+                port.reading,
                 port.delivered,
                 port.refused
             );
