@@ -1,7 +1,8 @@
 //! Project automation. `cargo xtask ci` runs every check CI runs, in order, and stops at the
 //! first failure with a line saying what to fix. `cargo xtask stress` runs the multi-process
-//! torture tests at full length (10,000 kills, 2,000 corrupt segments). `cargo xtask vm-test`
-//! runs the display backend's tests against real kernel drivers in a QEMU VM (also part of `ci`).
+//! torture tests at full length (10,000 kills, 2,000 corrupt segments; `ci` runs 2,000 and
+//! 600). `cargo xtask vm-test` runs the display backend's tests against real kernel drivers in a
+//! QEMU VM (also part of `ci`).
 
 mod gpu;
 mod vm;
@@ -98,6 +99,13 @@ fn plan() -> Vec<Step> {
             fix: "valgrind found a leak or an invalid access in the FFmpeg backend: its report is above",
             then: Then::Valgrind,
         },
+    ]);
+    // About 20 s and 60 s on two cores, plus the release build.
+    steps.extend(torture_steps(
+        &[("BUFPOOL_KILL_ROUNDS", "2000")],
+        &[("BUFPOOL_CORRUPT_CASES", "600")],
+    ));
+    steps.extend([
         vm_step(),
         Step {
             title: "documentation".into(),
@@ -139,41 +147,55 @@ fn vm_step() -> Step {
     }
 }
 
-/// The long runs of the torture tests, which `ci` runs at a length that fits its time budget.
-fn stress_plan() -> Vec<Step> {
+/// The torture tests in release builds (where races are tightest), `kills` SIGKILLs and
+/// `cases` corrupt segments long (each the value of its environment variable): `ci` runs them
+/// at a length that fits its time budget, `stress` at full length.
+fn torture_steps(
+    kills: &'static [(&'static str, &'static str)],
+    cases: &'static [(&'static str, &'static str)],
+) -> Vec<Step> {
+    let release_test = |test| {
+        vec![
+            "test",
+            "-p",
+            "buffer-core",
+            "--release",
+            "--locked",
+            "--test",
+            test,
+        ]
+    };
     vec![
         Step {
-            title: "kill torture, 10,000 SIGKILLs of workers among live peers".into(),
-            args: vec![
-                "test",
-                "-p",
-                "buffer-core",
-                "--release",
-                "--locked",
-                "--test",
-                "kill_torture",
-            ],
-            // About 90 s on two cores (2,000 kills take 17 s in release), plus the release build.
-            env: &[("BUFPOOL_KILL_ROUNDS", "10000")],
+            title: format!(
+                "kill torture in release, {} SIGKILLs of workers among live peers",
+                kills[0].1
+            ),
+            args: release_test("kill_torture"),
+            env: kills,
             fix: "a buffer was lost, shared by two owners or corrupted, or the pool hung, while workers were killed among live peers: the panic above gives the seed, the pool's buffers, processes and ports, and each worker's counters",
             then: Then::Done,
         },
         Step {
-            title: "corrupt segments, 2,000 cases (half corrupted before attaching, half while attached)".into(),
-            args: vec![
-                "test",
-                "-p",
-                "buffer-core",
-                "--release",
-                "--locked",
-                "--test",
-                "segments",
-            ],
-            env: &[("BUFPOOL_CORRUPT_CASES", "2000")],
+            title: format!(
+                "corrupt segments in release, {} cases (half corrupted before attaching, half while attached)",
+                cases[0].1
+            ),
+            args: release_test("segments"),
+            env: cases,
             fix: "a corrupt segment made a process panic, crash, hang or hold one buffer twice: each failing case is printed above with its writes; rerun one with BUFPOOL_CORRUPT_REPLAY=KIND:SEED",
             then: Then::Done,
         },
     ]
+}
+
+/// The torture tests at full length: about 90 s for the kills on two cores (2,000 take 17 s),
+/// about 3 minutes for the corrupt segments, plus the release build.
+fn stress_plan() -> Vec<Step> {
+    torture_steps(
+        &[("BUFPOOL_KILL_ROUNDS", "10000")],
+        &[("BUFPOOL_CORRUPT_CASES", "2000")],
+    )
 }
 
 fn main() -> ExitCode {

@@ -53,9 +53,10 @@ impl BufferPool {
     ///
     /// This runs by itself when a process attaches and while an acquisition waits (when it
     /// begins to sleep, then after 1, 2, 4 ... ms, and every 100 ms at the longest); call it to
-    /// reclaim at other moments. It costs one
-    /// `fcntl` system call per attached process (asking the kernel whether it still holds its
-    /// lock), and a scan of the block only when one died.
+    /// reclaim at other moments. A process whose acquisitions never wait (only
+    /// [`Wait::NoWait`](crate::Wait::NoWait)) reclaims nothing by itself: it should call this
+    /// when an acquisition fails. It costs one `fcntl` system call per attached process (asking
+    /// the kernel whether it still holds its lock), and a scan of the block only when one died.
     ///
     /// # Examples
     ///
