@@ -67,6 +67,11 @@ pub const DEFAULT_PORT_DEPTH: u32 = 4;
 /// Longest port name in bytes.
 pub const MAX_PORT_NAME_LEN: usize = 31;
 
+/// A subscription word's subscriber (0 for none) and tag.
+fn split_subscription(word: u32) -> (u8, u8) {
+    (word as u8, (word >> 8) as u8)
+}
+
 /// A port's record in the block.
 #[repr(C)]
 pub(crate) struct PortEntry {
@@ -116,8 +121,13 @@ impl PortEntry {
 
     /// The subscriber's actor number (0 for none) and the tag of buffers published to it.
     pub(crate) fn subscription(&self) -> (u8, u8) {
-        let word = self.subscriber.load(Ordering::Acquire);
-        (word as u8, (word >> 8) as u8)
+        split_subscription(self.subscription_word())
+    }
+
+    /// The subscription word itself: equal twice only if no subscription began or ended in
+    /// between (its epoch only grows).
+    fn subscription_word(&self) -> u32 {
+        self.subscriber.load(Ordering::Acquire)
     }
 
     /// The subscriber's actor number, 0 for none.
@@ -207,14 +217,25 @@ impl Published {
 /// drops the buffers still waiting in the port.
 ///
 /// A subscription receives exactly the buffers published to it: a buffer published to an
-/// earlier subscription of the port (a moment before it ended, say) is dropped instead of
-/// received, and a buffer published to the next one is never dropped with this one.
+/// earlier subscription of the port (a moment before it ended, say, or by a publisher stopped
+/// half-way while any number of subscriptions came and went) is dropped instead of received,
+/// and a buffer published to the next one is never dropped with this one.
 #[derive(Debug)]
 pub struct Subscription<'p> {
     pool: &'p BufferPool,
     port: Port,
     /// The tag of the buffers published to this subscription.
     tag: u8,
+    /// The port's first position of this subscription: buffers at earlier positions were
+    /// published (or reserved) before it began, whatever their tag.
+    start: u64,
+}
+
+impl Subscription<'_> {
+    /// Whether the buffer at `position` with `tag` was published to this subscription.
+    fn published_to_me(&self, position: u64, tag: u8) -> bool {
+        tag == self.tag && position.wrapping_sub(self.start) as i64 >= 0
+    }
 }
 
 impl BufferPool {
@@ -243,6 +264,11 @@ impl BufferPool {
         let entry = self.block.port(usize::from(port.index));
         let port_name = || self.port_names()[usize::from(port.index)].clone();
         for attempt in 0..2 {
+            // Every position before this was claimed before the subscription began.
+            let start = self
+                .block
+                .port_queue(usize::from(port.index))
+                .settled_tail();
             match entry.try_subscribe(self.actor) {
                 Ok(tag) => {
                     // Buffers left from earlier subscriptions go back to the pool.
@@ -251,6 +277,7 @@ impl BufferPool {
                         pool: self,
                         port,
                         tag,
+                        start,
                     });
                 }
                 Err(holder) => {
@@ -338,7 +365,8 @@ impl BufferPool {
             // port that still has it (the port's subscriber has not dropped it) is refused, or
             // the buffer would go back to the free queue while that port still read it.
             let held_already = slot.word().ports & bit != 0;
-            let (subscriber, tag) = entry.subscription();
+            let seen = entry.subscription_word();
+            let (subscriber, tag) = split_subscription(seen);
             if subscriber == 0 {
                 // Buffers left from ended subscriptions go back to the pool.
                 self.sweep_port(port.index);
@@ -362,6 +390,17 @@ impl BufferPool {
                     ..word
                 })
             });
+            // The subscription seen must still be the port's now that the position is ours: a
+            // subscription that began meanwhile starts after this position, and one that ended
+            // must not see its tag come back 256 subscriptions later. Otherwise the buffer goes
+            // in with a tag no current or later subscription receives, and is dropped there.
+            let now = entry.subscription_word();
+            if now != seen {
+                queue.publish(position, index, split_subscription(now).1.wrapping_sub(1));
+                entry.refused.fetch_add(1, Ordering::Relaxed);
+                published.refused |= bit;
+                continue;
+            }
             queue.publish(position, index, tag);
             entry.delivered.fetch_add(1, Ordering::Relaxed);
             wake_one(&entry.wait);
@@ -605,7 +644,7 @@ impl Waitable for ReceiveFrom<'_, '_> {
                 continue;
             };
             let word = slot.word();
-            if tag != subscription.tag {
+            if !subscription.published_to_me(position, tag) {
                 queue.release_unpassed(position);
                 pool.drop_port_reference(port, index, word.generation);
                 continue;

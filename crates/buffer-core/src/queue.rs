@@ -309,6 +309,24 @@ impl<'a> QueueRef<'a> {
         })
     }
 
+    /// The tail, once moved past every position already claimed: each position before it was
+    /// claimed (pushed or reserved) before this call began, and each claim after this call
+    /// returns gets a position at or after it (a port subscription's first position).
+    #[cfg_attr(loom, allow(dead_code))] // used by the pool, which loom builds leave out
+    pub(crate) fn settled_tail(&self) -> u64 {
+        let mut tail = self.ctrl.tail.load(Ordering::Acquire);
+        for _ in 0..self.retry_limit() {
+            let found = Cell::decode(self.cell(tail).word.load(Ordering::SeqCst));
+            let lap = found.seq.wrapping_sub(tail as u32) as i32;
+            if lap < 0 || (lap == 0 && found.state == CellState::Empty) {
+                return tail;
+            }
+            Self::advance(&self.ctrl.tail, tail);
+            tail = self.ctrl.tail.load(Ordering::Acquire);
+        }
+        tail
+    }
+
     /// Makes the value reserved at `position` takeable (by the reserver), with `tag`.
     #[cfg_attr(loom, allow(dead_code))] // used by the ports, which loom builds leave out
     pub(crate) fn publish(&self, position: u64, value: u32, tag: u8) {
