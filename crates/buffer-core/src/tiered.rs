@@ -70,10 +70,10 @@ pub enum CreateTieredError {
         /// The class's size.
         size: usize,
     },
-    /// An attached class's segment does not hold buffers of one size (it is not a class of a
-    /// tiered pool, or it is damaged).
+    /// An attached class's segment does not hold buffers of one size, the size its name says
+    /// (it is not a class of a tiered pool, or it is damaged).
     #[error(
-        "size class segment '{segment}' holds {found}; a class holds one or more buffers of one size"
+        "size class segment '{segment}' holds {found}; a class holds one or more buffers of one size, the size in its name"
     )]
     ClassSize {
         /// The class's segment.
@@ -255,14 +255,18 @@ impl TieredPool {
     }
 
     /// Attaches to the shared tiered pool `name` made by [`TieredPool::create_shared`] (in any
-    /// process), finding its classes by their segments' names (`NAME.class-…`). Each class's
-    /// size is read from the class itself, the size of its buffers, never from the name.
+    /// process), finding its classes by their segments' names: exactly `NAME.class-SIZE`, so a
+    /// pool whose name merely extends that prefix (`NAME.class-x`, or the classes of a tiered
+    /// pool `NAME.class-1`) is not one of them. A class's buffers must all be of the size in its
+    /// name, checked in the class itself.
     pub fn attach(name: &str, policy: WhenEmpty) -> Result<TieredPool, CreateTieredError> {
-        let prefix = format!("{name}.class-");
-        let segments: Vec<String> = BufferPool::list_shared()
+        // Only `NAME.class-SIZE` itself: not another pool whose name extends this prefix.
+        let segments: Vec<(String, usize)> = BufferPool::list_shared()
             .into_iter()
-            .map(|segment| segment.as_str().to_owned())
-            .filter(|segment| segment.starts_with(&prefix))
+            .filter_map(|segment| {
+                let size = class_size(name, segment.as_str())?;
+                Some((segment.as_str().to_owned(), size))
+            })
             .collect();
         if segments.is_empty() {
             return Err(CreateTieredError::NotFound {
@@ -270,16 +274,22 @@ impl TieredPool {
             });
         }
         let mut found = Vec::with_capacity(segments.len());
-        for segment in segments {
+        for (segment, named) in segments {
             let pool =
                 BufferPool::attach(&segment).map_err(|source| CreateTieredError::Attach {
                     segment: segment.clone(),
                     source,
                 })?;
-            let size = buffer_size(&pool).map_err(|found| CreateTieredError::ClassSize {
-                segment: segment.clone(),
-                found,
-            })?;
+            let size = buffer_size(&pool)
+                .and_then(|size| {
+                    (size == named)
+                        .then_some(size)
+                        .ok_or_else(|| format!("buffers of {size} bytes"))
+                })
+                .map_err(|found| CreateTieredError::ClassSize {
+                    segment: segment.clone(),
+                    found,
+                })?;
             found.push((size, pool));
         }
         found.sort_unstable_by_key(|(size, _)| *size);
@@ -476,6 +486,17 @@ fn buffer_size(pool: &BufferPool) -> Result<usize, String> {
 /// The pool (and segment) name of class `size` of tiered pool `name`.
 fn class_name(name: &str, size: usize) -> String {
     format!("{name}.class-{size}")
+}
+
+/// The class size that `segment` is named for, if it is a class of tiered pool `name`: exactly
+/// [`class_name`]`(name, size)`.
+fn class_size(name: &str, segment: &str) -> Option<usize> {
+    let size: usize = segment
+        .strip_prefix(name)?
+        .strip_prefix(".class-")?
+        .parse()
+        .ok()?;
+    (class_name(name, size) == segment).then_some(size)
 }
 
 #[cfg(test)]

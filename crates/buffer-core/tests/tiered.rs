@@ -7,7 +7,8 @@ use std::io::BufReader;
 use std::time::Duration;
 
 use buffer_core::{
-    BufferPool, PoolConfig, SizeClass, TieredAcquireError, TieredPool, Wait, WhenEmpty, WriteGuard,
+    BufferPool, CreateTieredError, PoolConfig, SizeClass, TieredAcquireError, TieredPool, Wait,
+    WhenEmpty, WriteGuard,
 };
 use common::{read_until, role, spawn, wait_exit};
 use proptest::prelude::*;
@@ -247,7 +248,7 @@ fn a_shared_tiered_pool_serves_another_process() {
 }
 
 #[test]
-fn attaching_reads_class_sizes_from_the_classes_not_their_names() {
+fn a_class_whose_buffers_are_not_the_size_its_name_says_is_refused() {
     if role().is_some() {
         return;
     }
@@ -258,6 +259,35 @@ fn attaching_reads_class_sizes_from_the_classes_not_their_names() {
         PoolConfig::new("liar").with_capacity(2),
         2,
         64,
+    )
+    .unwrap();
+    let err = TieredPool::attach(&name, WhenEmpty::Wait).unwrap_err();
+    assert!(
+        matches!(&err, CreateTieredError::ClassSize { found, .. } if found == "buffers of 64 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn pools_whose_names_extend_the_class_prefix_are_not_classes() {
+    if role().is_some() {
+        return;
+    }
+    let name = format!("tiered-prefix-{}", std::process::id());
+    let _ours =
+        TieredPool::create_shared(&name, &[SizeClass::new(64, 2)], WhenEmpty::Wait).unwrap();
+    // Another application's pools, whose names begin like our classes' names.
+    let _theirs = TieredPool::create_shared(
+        &format!("{name}.class-x"),
+        &[SizeClass::new(4096, 2)],
+        WhenEmpty::Wait,
+    )
+    .unwrap();
+    let _plain = BufferPool::create_shared(
+        &format!("{name}.class-0128"),
+        PoolConfig::new("plain").with_capacity(1),
+        1,
+        128,
     )
     .unwrap();
     let pool = TieredPool::attach(&name, WhenEmpty::Wait).unwrap();
@@ -273,5 +303,4 @@ fn attaching_reads_class_sizes_from_the_classes_not_their_names() {
         ),
         "{err}"
     );
-    assert_eq!(pool.acquire(64, Wait::NoWait).unwrap().len(), 64);
 }
