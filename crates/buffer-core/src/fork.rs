@@ -20,7 +20,10 @@
 //! library that goes through the C library (Rust's `std::process::Command` execs at once, and
 //! closes the files, which are close-on-exec, anyway). A child made by a raw `clone` system
 //! call bypasses it. Up to [`MAX_TRACKED`] mappings per process are covered; a process
-//! attached to more pools at once leaves the rest shared with its children.
+//! attached to more pools at once leaves the rest shared with its children. A pool is tracked
+//! from the moment it is mapped, before its entry's lock is taken; a child forked by another
+//! thread in the instant between opening a segment and tracking it shares that open file,
+//! and with it the lock taken later (until the child exits).
 
 use std::os::fd::{AsRawFd, BorrowedFd, IntoRawFd};
 use std::sync::Once;

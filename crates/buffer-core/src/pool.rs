@@ -362,13 +362,15 @@ pub(crate) type PlaneRegions = [(usize, usize); crate::MAX_PLANES];
 
 /// The state one process keeps beside a block.
 ///
-/// Fields drop in order: the fork tracking goes before the block's memory is unmapped.
+/// Fields drop in order: the fork tracking goes before the segment file is closed (a child
+/// forked later would have its handler replace whatever file reused the number) and before
+/// the block's memory is unmapped.
 pub(crate) struct PoolInner {
+    /// A shared pool's mapping, tracked so that forked children get a private copy.
+    _fork: Option<ForkTracking>,
     /// How this process asks the kernel which other processes live, and holds its own entry's
     /// lock (through the segment file, for a shared pool).
     pub(crate) liveness: Liveness,
-    /// A shared pool's mapping, tracked so that forked children get a private copy.
-    _fork: Option<ForkTracking>,
     block: Block,
     id: PoolId,
     name: Arc<str>,
@@ -664,6 +666,12 @@ impl BufferPool {
         // and its clones, so the block outlives every use of it.
         let view = unsafe { block.view() };
         let pid = std::process::id();
+        // Tracked before the lock is taken: a child forked from now on drops the file the lock
+        // is held through, and never keeps this process alive in the kernel's eyes.
+        let fork = liveness.file().and_then(|file| {
+            let (base, len) = block.region();
+            crate::fork::track(base.as_ptr(), len, file)
+        });
         // The entry's lock first, then the entry: an entry in use always has its lock held
         // (see the `liveness` module).
         let claim = || {
@@ -685,15 +693,11 @@ impl BufferPool {
                 claim()?
             }
         };
-        let fork = liveness.file().and_then(|file| {
-            let (base, len) = block.region();
-            crate::fork::track(base.as_ptr(), len, file)
-        });
         let capacity = view.capacity();
         let waits = 2 + view.shape().ports as usize;
         let inner = PoolInner {
-            liveness,
             _fork: fork,
+            liveness,
             block,
             id: PoolId::from_raw(identity.pool_id),
             name: identity.name.into(),
