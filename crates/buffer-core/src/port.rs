@@ -395,16 +395,22 @@ impl BufferPool {
             // must not see its tag come back 256 subscriptions later. Otherwise the buffer goes
             // in with a tag no current or later subscription receives, and is dropped there.
             let now = entry.subscription_word();
-            if now != seen {
-                queue.publish(position, index, split_subscription(now).1.wrapping_sub(1));
+            let current = now == seen;
+            let tag = if current {
+                tag
+            } else {
+                split_subscription(now).1.wrapping_sub(1)
+            };
+            queue.publish(position, index, tag);
+            // Either way the subscriber is woken: what waits behind this cell is takeable now.
+            wake_one(&entry.wait);
+            if current {
+                entry.delivered.fetch_add(1, Ordering::Relaxed);
+                published.delivered |= bit;
+            } else {
                 entry.refused.fetch_add(1, Ordering::Relaxed);
                 published.refused |= bit;
-                continue;
             }
-            queue.publish(position, index, tag);
-            entry.delivered.fetch_add(1, Ordering::Relaxed);
-            wake_one(&entry.wait);
-            published.delivered |= bit;
         }
         published
     }

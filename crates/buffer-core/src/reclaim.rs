@@ -208,7 +208,8 @@ fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
                 } else {
                     CellChange::Release
                 };
-                if ring.replace_cell(index, cell, change) && counted {
+                // Published or released, what waits behind the cell is takeable now.
+                if ring.replace_cell(index, cell, change) {
                     wake_one(&entry.wait);
                 }
             }
