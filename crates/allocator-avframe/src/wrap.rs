@@ -1,6 +1,6 @@
-//! Wrapping: a decoded `AVFrame` becomes a buffer on a pool's filled queue without a copy
-//! (the seed's `injectAVFrameToPool`), for pictures the pool did not allocate: those of decoders
-//! without direct rendering, or of filters and scalers.
+//! Wrapping: a decoded `AVFrame` becomes a buffer on a pool's filled queue without a copy, for
+//! pictures the pool did not allocate: those of decoders without direct rendering, or of
+//! filters and scalers.
 
 use buffer_core::{BufferMemory, FrameMeta, MemoryKind, PoolOwner};
 use ffmpeg_sys_next as ff;
@@ -89,8 +89,8 @@ impl DecodedFrame {
 }
 
 impl DecodedFrame {
-    /// [`into_pool`](Self::into_pool) for a pool that `allocator` made (the seed's
-    /// `injectAVFrameToPool`): the frame is freed exactly once, when its reader releases it or
+    /// [`into_pool`](Self::into_pool) for a pool that `allocator` made: the frame is freed
+    /// exactly once, when its reader releases it or
     /// when the pool is destroyed, by the allocator or with it.
     pub fn into_allocator_pool(
         self,

@@ -54,6 +54,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 mod accounting;
 mod allocator;
 mod backend;
@@ -63,6 +65,7 @@ mod pool_allocator;
 mod registry;
 
 #[cfg(feature = "conformance")]
+#[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
 pub mod conformance;
 
 pub use accounting::{ByteCount, LimitExceeded, MemoryLimit, MemoryStats, process_memory};

@@ -25,6 +25,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 use std::fmt;
 use std::ops::Deref;
 use std::str::FromStr;
@@ -292,6 +294,7 @@ pub fn create_by_name(name: &str) -> Result<AllocatorFacade, CreateAllocatorErro
 /// [`DecodedFrame::into_pool`](allocator_avframe::DecodedFrame::into_pool) wraps frames FFmpeg
 /// allocated.
 #[cfg(feature = "avframe")]
+#[cfg_attr(docsrs, doc(cfg(feature = "avframe")))]
 pub use allocator_avframe as avframe;
 
 /// The display backend (feature `fb`): pools of scan-out memory
@@ -300,6 +303,7 @@ pub use allocator_avframe as avframe;
 /// [`DumbBackend`](allocator_fb::DumbBackend) over DRM dumb buffers) and a
 /// [`Presenter`](allocator_fb::Presenter) that shows filled buffers by panning or page flips.
 #[cfg(feature = "fb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "fb")))]
 pub use allocator_fb as fb;
 
 /// The CUDA backend (feature `cuda`): pools of device memory
@@ -308,9 +312,15 @@ pub use allocator_fb as fb;
 /// [`CudaStream`](allocator_cuda::CudaStream), and device pools shared between processes
 /// ([`DeviceIpcPool`](allocator_cuda::DeviceIpcPool)).
 #[cfg(feature = "cuda")]
+#[cfg_attr(docsrs, doc(cfg(feature = "cuda")))]
 pub use allocator_cuda as cuda;
 
 /// The README's example, compiled and run as a doc test so that it cannot go stale.
 #[cfg(doctest)]
 #[doc = include_str!("../../../README.md")]
 struct ReadmeExample;
+
+/// This crate's own README (the one it is published with), run as a doc test too.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct CrateReadmeExample;

@@ -38,6 +38,7 @@ impl Drop for PoolBytes {
 }
 
 impl ReadGuard<'_> {
+    #[cfg_attr(docsrs, doc(cfg(feature = "bytes")))]
     /// The filled bytes (`meta().bytes_used()` of them) as a [`Bytes`], without a copy. The
     /// buffer stays held until the last clone of the `Bytes` is dropped, then goes back to the
     /// free queue. Fails for memory the CPU cannot access (the guard is then dropped and the

@@ -55,6 +55,8 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
 // Under `--cfg loom` only the concurrency core (queue and waiting) is compiled, for model checking:
 // loom's atomics cannot live in a mapped block.
 #[cfg(not(loom))]
@@ -142,3 +144,9 @@ pub use self::{
     wait::Wait,
 };
 pub use shm_safe::ShmSafe;
+
+/// This crate's README (the one it is published with), compiled and run as a doc test so that
+/// it cannot go stale.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeExample;

@@ -256,7 +256,8 @@ impl fmt::Debug for BufferMemory {
     }
 }
 
-/// A description of one buffer as this process sees it (the seed's `Buffer`).
+/// A description of one buffer as this process sees it: its id, where its memory lies (virtual
+/// and, where it has one, physical address), its size, who frees it and what kind it is.
 ///
 /// # Examples
 ///
