@@ -60,6 +60,8 @@
 // Under `--cfg loom` only the concurrency core (queue and waiting) is compiled, for model checking:
 // loom's atomics cannot live in a mapped block.
 #[cfg(not(loom))]
+pub mod alloc_count;
+#[cfg(not(loom))]
 mod async_acquire;
 #[cfg(not(loom))]
 mod block;

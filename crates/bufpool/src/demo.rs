@@ -8,10 +8,12 @@ use std::io::{BufRead, BufReader};
 use std::process::{Child, ChildStdout, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use buffer_core::{BufferPool, PixelFormat, PoolConfig, ReceiveError, VideoFormat, Wait};
+use buffer_core::{
+    BufferPool, PixelFormat, PoolConfig, ReceiveError, VideoFormat, Wait, alloc_count,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::{alloc_count, display, pattern};
+use crate::{display, pattern};
 
 /// Frames the producer handles before its allocations are counted (first-touch page faults and
 /// the like happen here).

@@ -9,7 +9,6 @@
 //!   by state and by process, acquisitions and hit rate, and every live buffer.
 //! - `bufpool remove NAME`: removes a shared pool's segment that no live process uses.
 
-mod alloc_count;
 #[cfg(feature = "avframe")]
 mod decoded;
 mod demo;
@@ -21,7 +20,8 @@ mod stats;
 use clap::{Parser, Subcommand};
 
 #[global_allocator]
-static ALLOCATOR: alloc_count::CountingAllocator = alloc_count::CountingAllocator;
+static ALLOCATOR: buffer_core::alloc_count::CountingAllocator =
+    buffer_core::alloc_count::CountingAllocator;
 
 #[derive(Parser)]
 #[command(version, about = "Zero-copy buffer pools for media pipelines")]

@@ -1,5 +1,23 @@
-//! A global allocator that counts the allocations made by threads that asked to be measured, so
-//! the demo can show that its pipeline allocates nothing once warmed up.
+//! A global allocator that counts the allocations made by threads that asked to be measured:
+//! how a program (the `bufpool demo`) or a test shows that a loop over the pool allocates
+//! nothing once warmed up. Other threads' allocations, and the harness's, are not counted.
+//!
+//! # Examples
+//!
+//! ```
+//! use buffer_core::alloc_count::{self, CountingAllocator};
+//!
+//! #[global_allocator]
+//! static ALLOCATOR: CountingAllocator = CountingAllocator;
+//!
+//! alloc_count::measure_this_thread();
+//! let before = alloc_count::measured_allocations();
+//! let boxed = std::hint::black_box(Box::new(7u64));
+//! let after = alloc_count::measured_allocations();
+//! alloc_count::stop_measuring_this_thread();
+//! assert_eq!(after - before, 1);
+//! drop(boxed);
+//! ```
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
