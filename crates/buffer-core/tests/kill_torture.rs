@@ -284,6 +284,32 @@ fn stamp(guard: &mut WriteGuard<'_>, owner: u64, rng: &mut Rng) -> Stamp {
     Stamp { owner, nonce, sum }
 }
 
+/// A guard a worker reads through: a filled buffer's or a port's.
+trait Reading {
+    fn id(&self) -> BufferId;
+    fn bytes(&self) -> &[u8];
+    fn meta(&self) -> FrameMeta;
+}
+
+/// Implements [`Reading`] for a guard type with `id`, `as_slice` and `meta` methods.
+macro_rules! reading {
+    ($guard:ident) => {
+        impl Reading for $guard<'_> {
+            fn id(&self) -> BufferId {
+                $guard::id(self)
+            }
+            fn bytes(&self) -> &[u8] {
+                self.as_slice().unwrap()
+            }
+            fn meta(&self) -> FrameMeta {
+                $guard::meta(self)
+            }
+        }
+    };
+}
+reading!(ReadGuard);
+reading!(PortGuard);
+
 /// Reads the stamp of a written buffer and checks it against the content and the metadata.
 fn read_stamp(bytes: &[u8], meta: FrameMeta) -> Result<Stamp, String> {
     let found = Stamp {
@@ -505,14 +531,15 @@ impl<'p> Worker<'p> {
         self.verdict(what, guard.id(), outcome);
     }
 
-    fn check_read(&self, what: &str, id: BufferId, bytes: &[u8], meta: FrameMeta, seen: Stamp) {
-        self.verdict(what, id, still(bytes, meta, seen));
+    fn check_read(&self, what: &str, guard: &impl Reading, seen: Stamp) {
+        self.verdict(what, guard.id(), still(guard.bytes(), guard.meta(), seen));
     }
 
     /// Checks a buffer just read; returns its stamp (a default one if it failed, so that the
     /// later checks fail too).
-    fn check_receipt(&self, what: &str, id: BufferId, bytes: &[u8], meta: FrameMeta) -> Stamp {
-        let outcome = read_stamp(bytes, meta);
+    fn check_receipt(&self, what: &str, guard: &impl Reading) -> Stamp {
+        let id = guard.id();
+        let outcome = read_stamp(guard.bytes(), guard.meta());
         let stamp = outcome.clone().unwrap_or(Stamp {
             owner: 0,
             nonce: 0,
@@ -583,13 +610,7 @@ impl<'p> Worker<'p> {
                 match acquired {
                     Ok(guard) => {
                         self.count(Counter::Progress);
-                        let bytes = guard.as_slice().unwrap();
-                        let seen = self.check_receipt(
-                            "on acquiring filled",
-                            guard.id(),
-                            bytes,
-                            guard.meta(),
-                        );
+                        let seen = self.check_receipt("on acquiring filled", &guard);
                         self.reading.push((guard, seen));
                     }
                     Err(AcquireError::Empty { .. } | AcquireError::Timeout { .. }) => {}
@@ -599,13 +620,7 @@ impl<'p> Worker<'p> {
             8 => {
                 if let Some((guard, seen)) = Self::take(&mut self.rng, &mut self.reading) {
                     let what = "before releasing filled";
-                    self.check_read(
-                        what,
-                        guard.id(),
-                        guard.as_slice().unwrap(),
-                        guard.meta(),
-                        seen,
-                    );
+                    self.check_read(what, &guard, seen);
                     if self.rng.below(3) == 0 {
                         self.read_ids.push((guard.into_id(), seen));
                     } else {
@@ -632,20 +647,12 @@ impl<'p> Worker<'p> {
                     Ok(guard) => {
                         self.count(Counter::Progress);
                         self.count(Counter::Received);
-                        let bytes = guard.as_slice().unwrap();
-                        let seen =
-                            self.check_receipt("on receipt", guard.id(), bytes, guard.meta());
+                        let seen = self.check_receipt("on receipt", &guard);
                         if self.held() < MAX_HELD {
                             self.received.push((guard, seen));
                         } else {
                             let what = "before dropping a receipt";
-                            self.check_read(
-                                what,
-                                guard.id(),
-                                guard.as_slice().unwrap(),
-                                guard.meta(),
-                                seen,
-                            );
+                            self.check_read(what, &guard, seen);
                         }
                     }
                     Err(ReceiveError::Empty { .. } | ReceiveError::Timeout { .. }) => {}
@@ -655,13 +662,7 @@ impl<'p> Worker<'p> {
             14 => {
                 if let Some((guard, seen)) = Self::take(&mut self.rng, &mut self.received) {
                     let what = "before dropping a receipt";
-                    self.check_read(
-                        what,
-                        guard.id(),
-                        guard.as_slice().unwrap(),
-                        guard.meta(),
-                        seen,
-                    );
+                    self.check_read(what, &guard, seen);
                     drop(guard);
                     self.count(Counter::Ops);
                 }
@@ -701,13 +702,7 @@ impl<'p> Worker<'p> {
                 self.count(Counter::Progress);
                 self.count(Counter::Redeemed);
                 let what = "after redeeming";
-                self.check_read(
-                    what,
-                    guard.id(),
-                    guard.as_slice().unwrap(),
-                    guard.meta(),
-                    seen,
-                );
+                self.check_read(what, &guard, seen);
                 self.reading.push((guard, seen));
             }
             Err(error) => self.verdict("redeeming own read id", id, Err(error.to_string())),
@@ -750,23 +745,11 @@ impl<'p> Worker<'p> {
         }
         for (guard, seen) in std::mem::take(&mut self.reading) {
             let what = "before releasing filled at exit";
-            self.check_read(
-                what,
-                guard.id(),
-                guard.as_slice().unwrap(),
-                guard.meta(),
-                seen,
-            );
+            self.check_read(what, &guard, seen);
         }
         for (guard, seen) in std::mem::take(&mut self.received) {
             let what = "before dropping a receipt at exit";
-            self.check_read(
-                what,
-                guard.id(),
-                guard.as_slice().unwrap(),
-                guard.meta(),
-                seen,
-            );
+            self.check_read(what, &guard, seen);
         }
     }
 }

@@ -18,13 +18,18 @@ pub fn role() -> Option<String> {
 /// Starts this test binary again as a child running only `entry` (a test that dispatches on
 /// [`role`]), with `role` and the extra environment `vars`.
 pub fn spawn(entry: &str, role: &str, vars: &[(&str, String)]) -> Child {
+    spawn_with_stderr(entry, role, vars, Stdio::inherit())
+}
+
+/// [`spawn`], with the child's stderr going to `stderr`.
+fn spawn_with_stderr(entry: &str, role: &str, vars: &[(&str, String)], stderr: Stdio) -> Child {
     let mut command = Command::new(std::env::current_exe().unwrap());
     command
         .args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
         .env(ROLE, role)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     for (key, value) in vars {
         command.env(key, value);
     }
@@ -102,17 +107,7 @@ impl Rng {
 /// [`spawn`], with the child's stderr piped too (read it with [`read_all`]), for tests that
 /// report what a child printed when it failed.
 pub fn spawn_captured(entry: &str, role: &str, vars: &[(&str, String)]) -> Child {
-    let mut command = Command::new(std::env::current_exe().unwrap());
-    command
-        .args([entry, "--exact", "--nocapture", "--test-threads=1", "-q"])
-        .env(ROLE, role)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (key, value) in vars {
-        command.env(key, value);
-    }
-    command.spawn().unwrap()
+    spawn_with_stderr(entry, role, vars, Stdio::piped())
 }
 
 /// The lines a child writes to `out`, read on a thread of their own, so that a test can wait
