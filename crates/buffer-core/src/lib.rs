@@ -1,5 +1,25 @@
 //! Zero-copy buffer pools whose whole state is one position-independent block.
 //!
+//! # Layers
+//!
+//! Each folder of the source is a layer, and a module only ever uses the layers below its own
+//! (`cargo xtask layers` checks it, in CI):
+//!
+//! ```text
+//!  ext/       tiered pools, bytes interop, the counting allocator      public API only
+//!  pool/      BufferPool, PoolOwner, open/attach, guards, holds,       the public API; every
+//!             ports, futures, inspection, errors                        `impl BufferPool`
+//!  block/     layout, slots, port entries, process table, view,        the #[repr(C)] pool block
+//!             process-local buffer table, reaper
+//!  shm/       regions, segments, liveness locks, fork, clock           the operating system
+//!  lockfree/  queue, wait/wake protocol                                 model-checked with loom
+//!  sync/      atomics and futex (std or loom), ShmSafe                  what blocks are made of
+//! ```
+//!
+//! Under `--cfg loom` only `sync/` and `lockfree/` are compiled, and model-checked.
+//!
+//! # The data path
+//!
 //! ```text
 //!  producer                        pool block (private or shared memory)              consumer
 //!  acquire_free ──► WriteGuard ──► submit ─► [filled queue] ─► acquire_filled ──► ReadGuard
@@ -56,96 +76,74 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+// Under loom only the two bottom layers are compiled, and most of what they hold is used by the
+// layers above.
+#![cfg_attr(loom, allow(dead_code))]
 
-// Under `--cfg loom` only the concurrency core (queue and waiting) is compiled, for model checking:
-// loom's atomics cannot live in a mapped block.
-#[cfg(not(loom))]
-pub mod alloc_count;
-#[cfg(not(loom))]
-mod async_acquire;
-#[cfg(not(loom))]
-mod block;
-#[cfg(all(feature = "bytes", not(loom)))]
-mod bytes_interop;
-#[cfg(not(loom))]
-mod error;
-#[cfg(not(loom))]
-mod foreign;
-#[cfg(not(loom))]
-mod fork;
-#[cfg(not(loom))]
-mod guard;
-#[cfg(not(loom))]
-mod hold;
-#[cfg(not(loom))]
-mod ids;
-#[cfg(not(loom))]
-mod inspect;
-#[cfg(not(loom))]
-mod liveness;
-#[cfg(not(loom))]
-mod local;
-#[cfg(not(loom))]
-mod memory;
-#[cfg(not(loom))]
-mod meta;
-#[cfg(not(loom))]
-mod pool;
-#[cfg(not(loom))]
-pub mod port;
-#[cfg(not(loom))]
-mod process;
-mod queue;
-#[cfg(not(loom))]
-mod reclaim;
-#[cfg(not(loom))]
-mod region;
-#[cfg(not(loom))]
-mod segment;
-mod shm_safe;
-#[cfg(not(loom))]
-mod slot;
+/// Declares the items given for every build except the loom model check, which compiles the two
+/// bottom layers alone (loom's atomics cannot live in a mapped block).
+macro_rules! above_the_loom_layers {
+    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
+}
+
+mod lockfree;
 mod sync;
-#[cfg(not(loom))]
-#[doc(hidden)]
-pub mod testing;
-#[cfg(not(loom))]
-mod tiered;
-mod wait;
 
-#[cfg(not(loom))]
-pub use self::{
-    async_acquire::{AcquireFilled, AcquireFree},
-    block::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN},
-    error::{
-        AccessError, AcquireError, AttachError, BytesUsedError, Counts, CreatePoolError, Holder,
-        Holders, HostAccessError, InjectError, PortError, Queue, ReceiveError, RedeemError,
-        RemoveError, SegmentError, SegmentNameError, SlotStateName, SubscribeError,
-    },
-    foreign::{ForeignBuffer, ForeignToken, Opener, SHARE_TOKEN_LEN},
-    guard::{PortGuard, ReadGuard, WriteGuard},
-    hold::BufferHold,
-    ids::{BufferId, PoolId},
-    inspect::{Amount, BufferInfo, PortInfo, ProcessInfo, Usage},
-    liveness::CLEANUP_LOCK_BYTE,
-    memory::{Buffer, BufferMemory, MemoryKind, MemoryOwner, Ownership},
-    meta::{FrameMeta, MAX_PLANES, MetaMut, PixelFormat, Plane, VideoFormat},
-    pool::{BufferPool, DEFAULT_CAPACITY, PoolConfig, PoolOwner, Stats},
-    port::{
-        DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published, Receive,
-        Subscription,
-    },
-    process::MAX_PROCESSES,
-    region::{REGION_ALIGN, Region, RegionError},
-    segment::{DEFAULT_SEGMENT_MODE, MAX_SEGMENT_NAME_LEN, SegmentName},
-    slot::SlotState,
-    tiered::{
+above_the_loom_layers! {
+    mod block;
+    mod ext;
+    mod pool;
+    mod shm;
+
+    pub use self::block::{
+        layout::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN, SHARE_TOKEN_LEN},
+        memory_kind::{MemoryKind, Ownership},
+        meta::{FrameMeta, MAX_PLANES, MetaMut, PixelFormat, Plane, VideoFormat},
+        process::MAX_PROCESSES,
+        slot::SlotState,
+        view::Queue,
+    };
+    #[doc(hidden)]
+    pub use self::block::testing;
+    pub use self::ext::alloc_count;
+    pub use self::ext::tiered::{
         ClassStats, CreateTieredError, SizeClass, TieredAcquireError, TieredPool, TieredStats,
         WhenEmpty,
-    },
-    wait::Wait,
-};
-pub use shm_safe::ShmSafe;
+    };
+    pub use self::lockfree::wait::Wait;
+    pub use self::pool::{
+        async_acquire::{AcquireFilled, AcquireFree},
+        config::{DEFAULT_CAPACITY, PoolConfig},
+        error::{
+            AccessError, AcquireError, AttachError, BytesUsedError, CreatePoolError, Holder,
+            Holders, HostAccessError, InjectError, PortError, ReceiveError, RedeemError,
+            RemoveError, SlotStateName, SubscribeError,
+        },
+        foreign::{ForeignBuffer, ForeignToken, Opener},
+        guard::{PortGuard, ReadGuard, WriteGuard},
+        handle::BufferPool,
+        hold::BufferHold,
+        ids::{BufferId, PoolId},
+        inspect::{Amount, BufferInfo, PortInfo, ProcessInfo, Usage},
+        memory::{Buffer, BufferMemory, MemoryOwner},
+        owner::PoolOwner,
+        port,
+        port::{
+            DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published, Receive,
+            Subscription,
+        },
+        stats::{Counts, Stats},
+    };
+    pub use self::shm::{
+        liveness::CLEANUP_LOCK_BYTE,
+        region::{REGION_ALIGN, Region, RegionError},
+        segment::{
+            DEFAULT_SEGMENT_MODE, MAX_SEGMENT_NAME_LEN, SegmentError, SegmentName, SegmentNameError,
+        },
+    };
+}
+
+pub use self::sync::shm_safe::ShmSafe;
 
 /// This crate's README (the one it is published with), compiled and run as a doc test so that
 /// it cannot go stale.
