@@ -125,7 +125,7 @@ above_the_loom_layers! {
         hold::BufferHold,
         ids::{BufferId, PoolId},
         inspect::{Amount, BufferInfo, PortInfo, ProcessInfo, Usage},
-        memory::{Buffer, BufferMemory, MemoryOwner},
+        memory::{Buffer, BufferMemory, KeepAlive},
         owner::PoolOwner,
         port,
         port::{

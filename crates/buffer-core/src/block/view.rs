@@ -421,7 +421,8 @@ impl<'b> BlockView<'b> {
         let cells_offset = offset + size_of::<QueueCtrl>();
         let first = self.at::<QueueCell>(cells_offset);
         // SAFETY: the layout reserves `cells` cells right after the control block, inside the
-        // block, aligned for `QueueCell`; they live as long as the block, which outlives the view (`'b`).
+        // block, aligned for `QueueCell`; they live as long as the block, which outlives the view
+        // (`'b`).
         let cells = unsafe { std::slice::from_raw_parts(first.as_ptr(), cells) };
         // SAFETY: the control block lies at `offset` inside the block (layout) and lives as long
         // as the block, which outlives the view (`'b`).
@@ -458,7 +459,8 @@ impl<'b> BlockView<'b> {
         );
         let offset = self.address.layout.ports + index * size_of::<PortEntry>();
         // SAFETY: in range (asserted), so inside the port table that the layout places in the
-        // block, aligned for `PortEntry`; lives as long as the block, which outlives the view (`'b`).
+        // block, aligned for `PortEntry`; lives as long as the block, which outlives the view
+        // (`'b`).
         unsafe { self.at::<PortEntry>(offset).as_ref() }
     }
 

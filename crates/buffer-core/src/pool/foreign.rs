@@ -24,7 +24,7 @@ use crate::sync::shm_safe::copy_from_shared;
 /// One buffer of a foreign shared pool, as its creator adds it: its memory in the creating
 /// process, and the token other processes open it by.
 pub struct ForeignBuffer {
-    /// The memory in this process (its owner is dropped when the pool is destroyed).
+    /// The memory in this process (its keep-alive is dropped when the pool is destroyed).
     pub memory: BufferMemory,
     /// What another process passes to its opener to map the same memory.
     pub token: [u8; SHARE_TOKEN_LEN],
@@ -43,8 +43,8 @@ pub struct ForeignToken<'a> {
     pub token: &'a [u8; SHARE_TOKEN_LEN],
 }
 
-/// Opens one foreign buffer in this process: its memory here, at least `size` bytes, whose owner
-/// (dropped when this process detaches) unmaps it; or why not.
+/// Opens one foreign buffer in this process: its memory here, at least `size` bytes, whose
+/// keep-alive (dropped when this process detaches) unmaps it; or why not.
 pub type Opener<'o> = dyn FnMut(ForeignToken<'_>) -> Result<BufferMemory, String> + 'o;
 
 impl BufferPool {
@@ -124,7 +124,7 @@ impl BufferPool {
         // segment has no name).
         unsafe { std::ptr::copy_nonoverlapping(buffer.token.as_ptr(), at, SHARE_TOKEN_LEN) };
         let local = memory.local();
-        self.enqueue_new_buffer(index, generation, local, memory.owner, Queue::Free);
+        self.enqueue_new_buffer(index, generation, local, memory.keep_alive, Queue::Free);
     }
 }
 
@@ -177,6 +177,6 @@ pub(crate) fn open_foreign(
         kind,
     };
     pool.inner.local.set(index, mapped);
-    pool.inner.owners.lock()[index as usize] = memory.owner;
+    pool.inner.keep_alives.lock()[index as usize] = memory.keep_alive;
     Ok(())
 }

@@ -18,7 +18,7 @@ use crate::pool::async_acquire::{AsyncWaiters, WaitSource};
 use crate::pool::error::{AcquireError, RedeemError, SlotStateName};
 use crate::pool::guard::{ReadGuard, WriteGuard};
 use crate::pool::ids::{BufferId, PoolId};
-use crate::pool::memory::{Buffer, MemoryOwner};
+use crate::pool::memory::{Buffer, KeepAlive};
 use crate::pool::stats::{Counts, Stats};
 use crate::shm::clock::{coarse_now, NOT_RECORDED};
 use crate::shm::fork::ForkTracking;
@@ -47,9 +47,9 @@ pub(crate) struct PoolInner {
     pub(crate) local: LocalSlots,
     /// Each port's name, read once.
     pub(super) ports: Box<[String]>,
-    /// Each slot's memory owner, dropped when the buffer leaves the pool. Touched only when
+    /// Each slot's memory keep-alive, dropped when the buffer leaves the pool. Touched only when
     /// buffers are added or removed, never on the acquire/release path.
-    pub(crate) owners: Mutex<Vec<Option<MemoryOwner>>>,
+    pub(crate) keep_alives: Mutex<Vec<Option<KeepAlive>>>,
     /// Set once the pool is destroyed: buffers then leave the pool as soon as they are released.
     pub(super) destroyed: AtomicBool,
     /// For one-time buffers whose planes lie in separate allocations: each plane's allocation
@@ -611,12 +611,12 @@ impl BufferPool {
         index: u32,
         generation: u32,
         buffer: LocalBuffer,
-        owner: Option<MemoryOwner>,
+        keep_alive: Option<KeepAlive>,
         queue: Queue,
     ) {
         let mut meta = FrameMeta::default();
         meta.reset(buffer.len as u64);
-        self.enqueue_new_buffer_with(index, generation, (buffer, owner), meta, queue);
+        self.enqueue_new_buffer_with(index, generation, (buffer, keep_alive), meta, queue);
     }
 
     /// [`BufferPool::enqueue_new_buffer`] with the metadata record given.
@@ -624,14 +624,14 @@ impl BufferPool {
         &self,
         index: u32,
         generation: u32,
-        (buffer, owner): (LocalBuffer, Option<MemoryOwner>),
+        (buffer, keep_alive): (LocalBuffer, Option<KeepAlive>),
         meta: FrameMeta,
         queue: Queue,
     ) {
         let slot = self.block().slot(index);
         slot.meta.store(meta);
         self.inner.local.set(index, buffer);
-        self.inner.owners.lock()[index as usize] = owner;
+        self.inner.keep_alives.lock()[index as usize] = keep_alive;
         self.block().header().buffers.fetch_add(1, Ordering::SeqCst);
         let state = match queue {
             Queue::Free => SlotState::Free,
@@ -671,14 +671,13 @@ impl PoolInner {
     }
 
     /// Takes buffer `index` (owned by the caller, just taken) out of the pool and returns its
-    /// memory owner; the caller drops it (releasing the memory) outside any lock.
-    pub(super) fn take_out(&self, index: u32) -> Option<MemoryOwner> {
-        // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
+    /// memory keep-alive; the caller drops it (releasing the memory) outside any lock.
+    pub(super) fn take_out(&self, index: u32) -> Option<KeepAlive> {
         let block = self.block.view();
         let slot = block.slot(index);
         let generation = slot.word().generation;
         slot.set(SlotWord::new(generation, SlotState::Removing).by(self.actor));
-        let owner = self.owners.lock()[index as usize].take();
+        let keep_alive = self.keep_alives.lock()[index as usize].take();
         if slot.is_one_time() {
             slot.flags.store(0, Ordering::Relaxed);
             self.plane_spans.lock()[index as usize] = None;
@@ -686,13 +685,12 @@ impl PoolInner {
         self.local.clear(index);
         block.header().buffers.fetch_sub(1, Ordering::SeqCst);
         slot.set(SlotWord::new(generation.wrapping_add(1), SlotState::Vacant));
-        owner
+        keep_alive
     }
 
     /// Takes every queued buffer out of the pool, releasing its memory (used once a private
     /// pool is destroyed).
     pub(super) fn release_queued_buffers(&self) {
-        // SAFETY: used only within this call, while `self` (owning the block) is borrowed.
         let block = self.block.view();
         for queue in [block.free_queue(), block.filled_queue()] {
             // Only private pools get here: their pushes never pass a taken cell.
@@ -714,7 +712,6 @@ impl Drop for PoolInner {
     /// that died. Either way, ids it held become stale; none is handed to the next process that
     /// gets the entry.
     fn drop(&mut self) {
-        // SAFETY: used only within this call, while `self` (owning the block) is alive.
         let block = self.block.view();
         if let Some(entry) = block.process(self.actor) {
             if self.segment.is_some() {
@@ -728,8 +725,8 @@ impl Drop for PoolInner {
         }
         self.liveness.unlock_entry(self.actor);
         // Every guard and handle is gone: whatever memory is still owned (buffers whose release
-        // raced with destruction) is released now, exactly once, by dropping its owner.
-        self.owners.get_mut().clear();
+        // raced with destruction) is released now, exactly once, by dropping its keep-alive.
+        self.keep_alives.get_mut().clear();
     }
 }
 

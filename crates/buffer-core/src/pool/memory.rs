@@ -1,4 +1,4 @@
-//! How a pool is handed new memory ([`BufferMemory`], kept alive by a [`MemoryOwner`]), and
+//! How a pool is handed new memory ([`BufferMemory`], kept alive by its [`KeepAlive`]), and
 //! how a buffer is described to users ([`Buffer`]).
 
 use std::fmt;
@@ -6,7 +6,7 @@ use crate::block::memory_kind::{MemoryKind, Ownership};
 
 /// Keeps one buffer's memory alive; dropping it releases the memory (for example through an
 /// allocator backend).
-pub type MemoryOwner = Box<dyn Send + Sync>;
+pub type KeepAlive = Box<dyn Send + Sync>;
 
 /// New memory handed to a pool: where it is, how large, what kind, and who releases it.
 ///
@@ -17,8 +17,8 @@ pub type MemoryOwner = Box<dyn Send + Sync>;
 ///
 /// let mut storage = vec![0u8; 4096].into_boxed_slice();
 /// let ptr = storage.as_mut_ptr();
-/// // SAFETY: `storage` is moved into the owner, so the 4096 bytes at `ptr` stay valid until
-/// // the pool drops the owner; nothing else touches them.
+/// // SAFETY: `storage` is moved into the keep-alive, so the 4096 bytes at `ptr` stay valid
+/// // until the pool drops it; nothing else touches them.
 /// let memory = unsafe { BufferMemory::owned(ptr, 4096, MemoryKind::Host, None, Box::new(storage)) };
 /// assert_eq!(memory.len(), 4096);
 /// assert_eq!(memory.ownership(), Ownership::Owned);
@@ -28,32 +28,32 @@ pub struct BufferMemory {
     pub(crate) len: usize,
     pub(crate) kind: MemoryKind,
     pub(crate) phys: Option<u64>,
-    pub(crate) owner: Option<MemoryOwner>,
+    pub(crate) keep_alive: Option<KeepAlive>,
     pub(crate) ownership: Ownership,
 }
 
 // SAFETY: `BufferMemory` only describes memory; the constructors' contracts make the memory usable
-// from any thread, and the owner is `Send + Sync` itself.
+// from any thread, and the keep-alive is `Send + Sync` itself.
 unsafe impl Send for BufferMemory {}
 
 impl BufferMemory {
-    /// Memory that the pool owns through `owner`: the pool drops `owner` (releasing the memory)
-    /// exactly once, when the buffer is removed or the pool is gone.
+    /// Memory that the pool owns through `keep_alive`: the pool drops `keep_alive` (releasing the
+    /// memory) exactly once, when the buffer is removed or the pool is gone.
     ///
     /// # Safety
     ///
-    /// `addr` must point to `len` bytes that stay valid until `owner` is dropped and that nothing
-    /// but the pool accesses meanwhile. If `kind` is host-accessible they must be readable and
-    /// writable by this process.
+    /// `addr` must point to `len` bytes that stay valid until `keep_alive` is dropped and that
+    /// nothing but the pool accesses meanwhile. If `kind` is host-accessible they must be readable
+    /// and writable by this process.
     pub unsafe fn owned(
         addr: *mut u8,
         len: usize,
         kind: MemoryKind,
         phys: Option<u64>,
-        owner: MemoryOwner,
+        keep_alive: KeepAlive,
     ) -> BufferMemory {
         BufferMemory {
-            owner: Some(owner),
+            keep_alive: Some(keep_alive),
             ownership: Ownership::Owned,
             // SAFETY: the caller upholds `external`'s contract, which `owned`'s implies.
             ..unsafe { BufferMemory::external(addr, len, kind, phys) }
@@ -88,10 +88,10 @@ impl BufferMemory {
         len: usize,
         kind: MemoryKind,
         phys: Option<u64>,
-        lender: MemoryOwner,
+        lender: KeepAlive,
     ) -> BufferMemory {
         BufferMemory {
-            owner: Some(lender),
+            keep_alive: Some(lender),
             // SAFETY: the caller upholds `external`'s contract, which `lent`'s implies.
             ..unsafe { BufferMemory::external(addr, len, kind, phys) }
         }
@@ -115,7 +115,7 @@ impl BufferMemory {
             len,
             kind,
             phys,
-            owner: None,
+            keep_alive: None,
             ownership: Ownership::External,
         }
     }

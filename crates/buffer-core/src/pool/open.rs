@@ -260,7 +260,7 @@ impl BufferPool {
             category: identity.category.into(),
             local: LocalSlots::new(capacity),
             ports: identity.ports.into(),
-            owners: Mutex::new((0..capacity).map(|_| None).collect()),
+            keep_alives: Mutex::new((0..capacity).map(|_| None).collect()),
             destroyed: AtomicBool::new(false),
             plane_spans: Mutex::new(vec![None; capacity as usize]),
             actor,
@@ -316,9 +316,9 @@ impl BufferPool {
         for _ in 0..count {
             let mut storage = vec![Line([0; 64]); size.div_ceil(64)].into_boxed_slice();
             let addr = storage.as_mut_ptr().cast::<u8>();
-            // SAFETY: `storage` holds at least `size` bytes, is moved into the owner (a boxed
+            // SAFETY: `storage` holds at least `size` bytes, is moved into the keep-alive (a boxed
             // slice's heap memory does not move with it) and is freed only when the pool drops
-            // the owner; nothing else accesses it.
+            // the keep-alive; nothing else accesses it.
             let memory = unsafe {
                 BufferMemory::owned(addr, size, crate::block::memory_kind::MemoryKind::Host, None, Box::new(storage))
             };

@@ -12,7 +12,7 @@ use crate::block::view::Queue;
 use crate::lockfree::wait::Wait;
 use crate::pool::error::{InjectError, RemoveError};
 use crate::pool::handle::{BufferPool, PlaneSpans};
-use crate::pool::memory::{BufferMemory, MemoryOwner};
+use crate::pool::memory::{BufferMemory, KeepAlive};
 use crate::shm::segment::Segment;
 
 /// The creator's handle of a pool: adds and removes buffers, and destroys the pool when dropped.
@@ -37,21 +37,22 @@ pub struct PoolOwner {
 impl PoolOwner {
     /// Adds a buffer to the pool, on the `queue` given (a decoder's frames go straight to
     /// `Filled`). Fails when every slot holds a buffer, the pool is closed, or it is a shared
-    /// pool (whose buffers are part of its segment); the memory's owner is then dropped,
+    /// pool (whose buffers are part of its segment); the memory's keep-alive is then dropped,
     /// releasing it.
     pub fn inject(&self, memory: BufferMemory, queue: Queue) -> Result<(), InjectError> {
         let (index, generation) = self.claim_slot_for(&memory)?;
         let buffer = memory.local();
         self.pool
-            .enqueue_new_buffer(index, generation, buffer, memory.owner, queue);
+            .enqueue_new_buffer(index, generation, buffer, memory.keep_alive, queue);
         Ok(())
     }
 
-    /// Adds a buffer that already holds a finished frame, described by `meta` (all of the
-    /// buffer counted as used), to the filled queue, for one reader: when its reader releases it,
-    /// it leaves the pool and its memory's owner is dropped (instead of going to the free queue for reuse). The memory is released
-    /// exactly once: then, or when the pool is destroyed, whichever comes first. For frames that
-    /// someone else allocated, such as a decoder's (`allocator-avframe` wraps `AVFrame`s so).
+    /// Adds a buffer that already holds a finished frame, described by `meta` (all of the buffer
+    /// counted as used), to the filled queue, for one reader: when its reader releases it, it
+    /// leaves the pool and its memory's keep-alive is dropped (instead of going to the free queue
+    /// for reuse). The memory is released exactly once: then, or when the pool is destroyed,
+    /// whichever comes first. For frames that someone else allocated, such as a decoder's
+    /// (`allocator-avframe` wraps `AVFrame`s so).
     ///
     /// # Examples
     ///
@@ -61,7 +62,7 @@ impl PoolOwner {
     /// let pool = BufferPool::create(PoolConfig::new("wrapped")).unwrap();
     /// let mut frame = vec![7u8; 64].into_boxed_slice();
     /// let addr = frame.as_mut_ptr();
-    /// // SAFETY: the boxed slice holds 64 bytes and moves into the pool with its owner.
+    /// // SAFETY: the boxed slice holds 64 bytes and moves into the pool with its keep-alive.
     /// let memory = unsafe { BufferMemory::owned(addr, 64, MemoryKind::Host, None, Box::new(frame)) };
     /// let mut meta = FrameMeta::default();
     /// meta.sequence = 9;
@@ -77,7 +78,7 @@ impl PoolOwner {
 
     /// Like [`PoolOwner::inject_frame`], for a frame whose planes lie in separate allocations
     /// (as FFmpeg's own decoder allocator makes them): `planes` gives each plane's allocation
-    /// (start, length), `owner` keeps them all alive, and `meta` describes each plane with an
+    /// (start, length), `keep_alive` keeps them all alive, and `meta` describes each plane with an
     /// offset from the lowest plane's start. Readers reach the planes with
     /// [`ReadGuard::plane`], each checked to lie inside its own allocation; the buffer as one
     /// slice is refused ([`AccessError::Scattered`](crate::AccessError::Scattered)).
@@ -87,11 +88,11 @@ impl PoolOwner {
     /// # Safety
     ///
     /// Each `(start, length)` must be readable host memory that stays valid and unwritten
-    /// until `owner` is dropped, which the pool does when the buffer leaves it.
+    /// until `keep_alive` is dropped, which the pool does when the buffer leaves it.
     pub unsafe fn inject_scattered_frame(
         &self,
         planes: &[(*const u8, usize)],
-        owner: MemoryOwner,
+        keep_alive: KeepAlive,
         meta: FrameMeta,
     ) -> Result<(), InjectError> {
         let name = || self.pool.inner.name.clone();
@@ -120,7 +121,7 @@ impl PoolOwner {
         // SAFETY: the span is only recorded (its address and length); every read goes through
         // `plane`, checked against the regions, which the caller vouches for.
         let memory = unsafe {
-            BufferMemory::owned(start as *mut u8, end - start, MemoryKind::Host, None, owner)
+            BufferMemory::owned(start as *mut u8, end - start, MemoryKind::Host, None, keep_alive)
         };
         self.inject_once(memory, meta, Some(regions))
     }
@@ -141,7 +142,7 @@ impl PoolOwner {
         self.pool.enqueue_new_buffer_with(
             index,
             generation,
-            (buffer, memory.owner),
+            (buffer, memory.keep_alive),
             meta,
             Queue::Filled,
         );
