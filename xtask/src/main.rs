@@ -2,16 +2,19 @@
 //! first failure with a line saying what to fix. `cargo xtask stress` runs the multi-process
 //! torture tests at full length (10,000 kills, 2,000 corrupt segments; `ci` runs 2,000 and
 //! 600). `cargo xtask vm-test` runs the display backend's tests against real kernel drivers in a
-//! QEMU VM (also part of `ci`).
+//! QEMU VM (also part of `ci`). `cargo xtask layers` checks that each module of buffer-core
+//! imports only from its own layer or those below it (also part of `ci`, right after formatting).
 
 mod gpu;
+mod layers;
 mod vm;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-/// One check: what it is, the cargo arguments, extra environment, and what to do when it fails.
+/// One check: what it is, the cargo arguments (none for a check run here), extra environment,
+/// and what to do when it fails.
 struct Step {
     title: String,
     args: Vec<&'static str>,
@@ -22,7 +25,7 @@ struct Step {
     then: Then,
 }
 
-/// Where built test binaries run.
+/// Where built test binaries run, or what checks instead of cargo.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Then {
     /// Nothing: the cargo command is the whole step.
@@ -31,6 +34,8 @@ enum Then {
     Valgrind,
     /// In a VM with real display drivers ([`vm`]).
     Vm,
+    /// No cargo command: [`layers::run`] reads buffer-core's sources here.
+    Layers,
 }
 
 /// Clippy runs on each feature set a user can build: the default members (which include the
@@ -45,13 +50,16 @@ const PACKAGE_TARGET_DIR: &str = "target/package-verify";
 
 /// Every check, in the order CI runs them: cheapest first.
 fn plan() -> Vec<Step> {
-    let mut steps = vec![Step {
-        title: "formatting".into(),
-        args: vec!["fmt", "--all", "--check"],
-        env: &[],
-        fix: "run `cargo fmt --all` and commit the result",
-        then: Then::Done,
-    }];
+    let mut steps = vec![
+        Step {
+            title: "formatting".into(),
+            args: vec!["fmt", "--all", "--check"],
+            env: &[],
+            fix: "run `cargo fmt --all` and commit the result",
+            then: Then::Done,
+        },
+        layers_step(),
+    ];
     for set in CLIPPY_FEATURE_SETS {
         let mut args = vec!["clippy", "--locked"];
         args.extend_from_slice(set);
@@ -124,6 +132,18 @@ fn plan() -> Vec<Step> {
         },
     ]);
     steps
+}
+
+/// buffer-core's modules import only from their own layer or below ([`layers`]); no cargo.
+fn layers_step() -> Step {
+    Step {
+        title: "layering of buffer-core: each module imports only from its own layer or below"
+            .into(),
+        args: vec![],
+        env: &[],
+        fix: layers::FIX,
+        then: Then::Layers,
+    }
 }
 
 /// The display backend's tests, built static for the VM and run there against real drivers.
@@ -204,6 +224,16 @@ fn main() -> ExitCode {
         Some("ci") => run("ci", plan()),
         Some("stress") => run("stress", stress_plan()),
         Some("vm-test") => run("vm-test", vec![vm_step()]),
+        // Alone it needs none of the tools `run` installs.
+        Some("layers") => {
+            if layers::run(&workspace_root()) {
+                println!("xtask layers: every module imports only from its own layer or below");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("\nxtask layers: {}", layers::FIX);
+                ExitCode::FAILURE
+            }
+        }
         Some("gpu-bundle") => match gpu::bundle() {
             Ok(files) => {
                 println!(
@@ -219,7 +249,7 @@ fn main() -> ExitCode {
         },
         _ => {
             eprintln!(
-                "usage: cargo xtask ci|stress|vm-test|gpu-bundle\n\n  ci        formatting, clippy on every feature set, tests, doc tests, loom, VM tests, docs, packaging\n  stress    the multi-process torture tests at full length\n  vm-test   the display backend's tests against real kernel drivers in a QEMU VM\n  gpu-bundle  the CUDA backend's test and bench binaries in device-bin/, for a GPU machine"
+                "usage: cargo xtask ci|stress|vm-test|layers|gpu-bundle\n\n  ci        formatting, layering, clippy on every feature set, tests, doc tests, loom, VM tests, docs, packaging\n  stress    the multi-process torture tests at full length\n  vm-test   the display backend's tests against real kernel drivers in a QEMU VM\n  layers    each module of buffer-core imports only from its own layer or below\n  gpu-bundle  the CUDA backend's test and bench binaries in device-bin/, for a GPU machine"
             );
             ExitCode::from(2)
         }
@@ -229,8 +259,8 @@ fn main() -> ExitCode {
 /// Runs `steps` from the workspace root, stopping at the first failure.
 fn run(name: &str, steps: Vec<Step>) -> ExitCode {
     let started = Instant::now();
-    // Every step runs from the workspace root (the parent of this crate), wherever it was started.
-    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    // Every step runs from the workspace root, wherever it was started.
+    let root = workspace_root();
     if let Err(error) = std::env::set_current_dir(&root) {
         eprintln!(
             "xtask {name}: cannot enter the workspace root {}: {error}",
@@ -246,13 +276,17 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         return ExitCode::FAILURE;
     }
     for step in steps {
-        if step.args[0] == "package"
+        if step.args.first() == Some(&"package")
             && let Err(message) = forget_packaged_sources()
         {
             eprintln!("xtask {name}: {message}");
             return ExitCode::FAILURE;
         }
-        println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
+        if step.args.is_empty() {
+            println!("\n==> {}", step.title);
+        } else {
+            println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
+        }
         let step_started = Instant::now();
         let outcome = match step.then {
             Then::Done => Command::new(cargo())
@@ -261,6 +295,10 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
                 .status(),
             Then::Valgrind => run_under_valgrind(&step),
             Then::Vm => run_in_vm(&step),
+            Then::Layers => {
+                let code = if layers::run(Path::new(".")) { 0 } else { 1 };
+                Ok(std::os::unix::process::ExitStatusExt::from_raw(code << 8))
+            }
         };
         match outcome {
             Ok(status) if status.success() => {
@@ -287,6 +325,11 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         started.elapsed()
     );
     ExitCode::SUCCESS
+}
+
+/// The workspace root: the parent of this crate.
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
 /// Builds the test binaries `step` names: their paths, or the failed build's status.
@@ -548,4 +591,17 @@ fn ensure_musl_target() -> Result<(), String> {
     command.args(["target", "add", vm::MUSL_TARGET]);
     let manual = format!("rustup target add {}", vm::MUSL_TARGET);
     run_installer("rust targets", &[vm::MUSL_TARGET], command, &manual)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layering_runs_right_after_formatting_without_cargo() {
+        let plan = plan();
+        assert_eq!(plan[0].title, "formatting");
+        assert!(plan[1].then == Then::Layers && plan[1].args.is_empty());
+        assert_eq!(plan[1].fix, layers::FIX);
+    }
 }
