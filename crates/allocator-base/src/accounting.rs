@@ -169,7 +169,7 @@ impl MemoryLimit {
 /// ```
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error(
-    "{allocator} ({backend} backend) may hold at most {limit} bytes; it holds {current} and {requested} more were asked for: destroy pools or remove buffers first, or raise the limit (Allocator::with_limit or PoolAllocator::set_limit)"
+    "{allocator} ({backend} backend) may hold at most {limit} bytes; it holds {current} and {requested} more were asked for: destroy pools or remove buffers first, or raise the limit (BackendPools::with_limit or PoolAllocator::set_limit)"
 )]
 pub struct LimitExceeded {
     /// The allocator.

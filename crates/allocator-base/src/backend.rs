@@ -25,7 +25,7 @@ pub struct Created<M> {
 
 /// A kind of memory: creates one buffer's memory and releases it. Everything else about pools
 /// (creation with many buffers, growth, shrinking, destruction, registration) is written once in
-/// [`Allocator`](crate::Allocator).
+/// [`BackendPools`](crate::BackendPools).
 ///
 /// # Safety
 ///
@@ -38,7 +38,7 @@ pub struct Created<M> {
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// use buffer_core::MemoryKind;
 ///
 /// /// Buffers in leaked boxes, for illustration (allocator-normal is the real thing).
@@ -58,7 +58,7 @@ pub struct Created<M> {
 ///     fn release(&self, memory: Box<[u8]>) { drop(memory) }
 /// }
 ///
-/// let allocator = Allocator::new(Boxes);
+/// let allocator = BackendPools::new(Boxes);
 /// let pool = allocator.allocate_pool_with_buffers(2, 100, "boxes", "demo").unwrap();
 /// assert_eq!(allocator.pool(pool).unwrap().counts().free, 2);
 /// ```

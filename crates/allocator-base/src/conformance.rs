@@ -16,7 +16,7 @@ use std::sync::Arc;
 use buffer_core::{AcquireError, Ownership, PoolConfig, Queue, Wait};
 
 use crate::{
-    AllocatePoolError, Allocator, Backend, DebugBackend, DebugProbe, InjectBufferError,
+    AllocatePoolError, Backend, BackendPools, DebugBackend, DebugProbe, InjectBufferError,
     OwnershipError, PoolAllocator, Registry, RemoveBufferError,
 };
 
@@ -25,10 +25,10 @@ pub const BUFFER_SIZE: usize = 4096 + 100;
 
 /// An allocator over `backend` wrapped in a [`DebugBackend`], and the probe that tells what the
 /// backend saw.
-fn counting<B: Backend>(backend: B) -> (Allocator<DebugBackend<B>>, Arc<DebugProbe>) {
+fn counting<B: Backend>(backend: B) -> (BackendPools<DebugBackend<B>>, Arc<DebugProbe>) {
     let backend = DebugBackend::new(backend);
     let probe = backend.probe();
-    (Allocator::new(backend), probe)
+    (BackendPools::new(backend), probe)
 }
 
 /// A pool of `count` buffers has them all free, of the right size, kind and alignment, at

@@ -16,7 +16,7 @@ use crate::backend::{Backend, Created};
 /// completed, a full device). Its [`DebugProbe`] tells what happened and sets failures, also
 /// after the allocator that owns the backend is gone.
 ///
-/// Use it as the backend of an [`Allocator`](crate::Allocator); nothing else changes.
+/// Use it as the backend of a [`BackendPools`](crate::BackendPools); nothing else changes.
 ///
 /// # Panics
 ///
@@ -27,7 +27,7 @@ use crate::backend::{Backend, Created};
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{AllocatePoolError, Allocator, Backend, Created, DebugBackend, PoolAllocator};
+/// use allocator_base::{AllocatePoolError, Backend, BackendPools, Created, DebugBackend, PoolAllocator};
 /// use buffer_core::MemoryKind;
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
@@ -46,7 +46,7 @@ use crate::backend::{Backend, Created};
 ///
 /// let backend = DebugBackend::new(Boxes);
 /// let probe = backend.probe();
-/// let allocator = Allocator::new(backend);
+/// let allocator = BackendPools::new(backend);
 /// // The third buffer fails: the pool is not created, and the two before it are released.
 /// probe.fail_after(2, 1);
 /// let err = allocator.allocate_pool_with_buffers(4, 256, "frames", "video").unwrap_err();

@@ -30,7 +30,7 @@ pub struct LookupError {
 /// # Examples
 ///
 /// ```
-/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
 /// # unsafe impl Backend for Boxes {
@@ -47,7 +47,7 @@ pub struct LookupError {
 /// # }
 /// use allocator_base::OwnershipError;
 ///
-/// let (creator, other) = (Allocator::new(Boxes), Allocator::new(Boxes));
+/// let (creator, other) = (BackendPools::new(Boxes), BackendPools::new(Boxes));
 /// let id = creator.allocate_pool_with_buffers(1, 64, "mine", "test").unwrap();
 /// assert!(matches!(other.destroy_pool(id), Err(OwnershipError::NotOwner { .. })));
 /// ```
@@ -76,7 +76,7 @@ pub enum OwnershipError {
 /// # Examples
 ///
 /// ```
-/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
 /// # unsafe impl Backend for Boxes {
@@ -93,7 +93,7 @@ pub enum OwnershipError {
 /// # }
 /// use allocator_base::AllocatePoolError;
 ///
-/// let allocator = Allocator::new(Boxes);
+/// let allocator = BackendPools::new(Boxes);
 /// let err = allocator.allocate_pool_with_buffers(1, 0, "empty", "test").unwrap_err();
 /// assert!(matches!(err, AllocatePoolError::Pool(_)));
 /// ```
@@ -130,7 +130,7 @@ pub enum AllocatePoolError {
 /// # Examples
 ///
 /// ```
-/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
 /// # unsafe impl Backend for Boxes {
@@ -148,7 +148,7 @@ pub enum AllocatePoolError {
 /// use allocator_base::InjectBufferError;
 /// use buffer_core::Queue;
 ///
-/// let allocator = Allocator::new(Boxes);
+/// let allocator = BackendPools::new(Boxes);
 /// let id = allocator.allocate_pool_with_buffers(0, 64, "ext", "test").unwrap();
 /// // SAFETY: a null address is refused before it is recorded.
 /// let err = unsafe { allocator.inject_external(id, std::ptr::null_mut(), None, 64, Queue::Free) };
@@ -192,7 +192,7 @@ pub enum InjectBufferError {
 /// # Examples
 ///
 /// ```
-/// # use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// # use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
 /// # unsafe impl Backend for Boxes {
@@ -210,7 +210,7 @@ pub enum InjectBufferError {
 /// use allocator_base::RemoveBufferError;
 /// use buffer_core::Wait;
 ///
-/// let allocator = Allocator::new(Boxes);
+/// let allocator = BackendPools::new(Boxes);
 /// let id = allocator.allocate_pool_with_buffers(0, 64, "none", "test").unwrap();
 /// assert!(matches!(allocator.remove_buffer(id, Wait::NoWait), Err(RemoveBufferError::Pool(_))));
 /// ```

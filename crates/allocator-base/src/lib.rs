@@ -2,19 +2,20 @@
 //! lifecycle and the registry are written once, here.
 //!
 //! ```text
-//!   Allocator<B: Backend> ── allocate_pool_with_buffers / inject / remove / destroy ──┐
-//!        │ create(size), release(memory)                                             ▼
-//!   Backend (normal, avframe, fb, cuda)                       Registry (single owner of pools)
-//!                                                                 │ get(pool_id)
-//!                                                                 ▼
-//!                                                        BufferPool handle (buffer-core)
+//!   BackendPools<B: Backend> ── allocate_pool_with_buffers / inject / remove / destroy ──┐
+//!        │ create(size), release(memory)                                                ▼
+//!   Backend (normal, avframe, fb, cuda)                          Registry (single owner of pools)
+//!                                                                    │ get(pool_id)
+//!                                                                    ▼
+//!                                                           BufferPool handle (buffer-core)
 //! ```
 //!
 //! - [`Backend`]: an `unsafe trait` with `create` and `release` for one buffer, its memory kind
 //!   and alignment.
-//! - [`Allocator`]: creates pools full of backend buffers, grows them (backend buffers or
-//!   external memory), shrinks them, destroys them; dropping it destroys its pools. Every buffer
-//!   is released through its backend exactly once, whatever order things are dropped in.
+//! - [`BackendPools`]: the pools of one backend: creates pools full of its buffers, grows them
+//!   (backend buffers or external memory), shrinks them, destroys them; dropping it destroys its
+//!   pools. Every buffer is released through its backend exactly once, whatever order things are
+//!   dropped in.
 //! - [`Registry`]: the process-wide owner of pools; users get temporary access by id, and only
 //!   the allocator that created a pool may change or destroy it.
 //! - Accounting: every allocator counts what its backend created and released
@@ -27,7 +28,7 @@
 //! # Examples
 //!
 //! ```
-//! use allocator_base::{Allocator, Backend, Created, PoolAllocator, Registry};
+//! use allocator_base::{Backend, BackendPools, Created, PoolAllocator, Registry};
 //! use buffer_core::{MemoryKind, Wait};
 //!
 //! struct Boxes;
@@ -45,7 +46,7 @@
 //!     fn release(&self, memory: Box<[u8]>) { drop(memory) }
 //! }
 //!
-//! let allocator = Allocator::new(Boxes);
+//! let allocator = BackendPools::new(Boxes);
 //! let id = allocator.allocate_pool_with_buffers(3, 1024, "packets", "net")?;
 //! let pool = Registry::global().get(id)?;
 //! let mut buffer = pool.acquire_free(Wait::NoWait)?;
@@ -57,8 +58,8 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod accounting;
-mod allocator;
 mod backend;
+mod backend_pools;
 mod debug_backend;
 mod error;
 mod pool_allocator;
@@ -69,8 +70,8 @@ mod registry;
 pub mod conformance;
 
 pub use accounting::{ByteCount, LimitExceeded, MemoryLimit, MemoryStats, process_memory};
-pub use allocator::Allocator;
 pub use backend::{Backend, Created};
+pub use backend_pools::BackendPools;
 pub use debug_backend::{DebugBackend, DebugError, DebugMemory, DebugProbe, LiveBuffer};
 pub use error::{
     AllocatePoolError, BackendError, InjectBufferError, LookupError, OwnershipError,

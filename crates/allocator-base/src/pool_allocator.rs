@@ -11,13 +11,13 @@ use crate::error::{
 use crate::registry::AllocatorId;
 
 /// What every allocator does, whatever its backend: the pool lifecycle. Implemented by
-/// [`Allocator`](crate::Allocator) for every backend, and object-safe, so that a
+/// [`BackendPools`](crate::BackendPools) for every backend, and object-safe, so that a
 /// `Box<dyn PoolAllocator>` can hold any of them (as `allocator-facade` does).
 ///
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
 /// # unsafe impl Backend for Boxes {
@@ -33,11 +33,11 @@ use crate::registry::AllocatorId;
 /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
 /// # }
 ///
-/// let any: Box<dyn PoolAllocator> = Box::new(Allocator::new(Boxes));
+/// let any: Box<dyn PoolAllocator> = Box::new(BackendPools::new(Boxes));
 /// let id = any.allocate_pool_with_buffers(1, 64, "dyn", "demo").unwrap();
 /// assert_eq!(any.backend_name(), "boxes");
 /// assert_eq!(any.pool_ids(), vec![id]);
-/// assert!(any.as_any().downcast_ref::<Allocator<Boxes>>().is_some());
+/// assert!(any.as_any().downcast_ref::<BackendPools<Boxes>>().is_some());
 /// ```
 pub trait PoolAllocator: Send + Sync + 'static {
     /// This allocator's id.

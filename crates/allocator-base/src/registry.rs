@@ -76,7 +76,7 @@ impl Entry {
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, PoolAllocator, Registry};
+/// use allocator_base::{BackendPools, PoolAllocator, Registry};
 /// # use allocator_base::{Backend, Created};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
@@ -93,7 +93,7 @@ impl Entry {
 /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
 /// # }
 ///
-/// let allocator = Allocator::new(Boxes);
+/// let allocator = BackendPools::new(Boxes);
 /// let id = allocator.allocate_pool_with_buffers(1, 64, "audio", "pcm").unwrap();
 /// let pool = Registry::global().get(id).unwrap();
 /// assert_eq!(pool.name(), "audio");
@@ -141,9 +141,10 @@ impl Registry {
         id
     }
 
-    /// The creator's handle of `pool`, if `caller` created it. The registry's lock is not held
-    /// while the caller uses it, so a long wait on the pool never blocks the registry.
-    pub(crate) fn owned_by(
+    /// The creator's handle of `pool`, if `caller` created it (the pool is unknown or
+    /// another allocator's otherwise). The registry's lock is not held while the caller uses the
+    /// handle, so a long wait on the pool never blocks the registry.
+    pub(crate) fn pool_created_by(
         &self,
         caller: AllocatorId,
         pool: PoolId,

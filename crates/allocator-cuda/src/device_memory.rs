@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use allocator_base::{Allocator, Backend, Created};
+use allocator_base::{Backend, BackendPools, Created};
 use buffer_core::MemoryKind;
 use cudarc::driver::{result, sys};
 
 use crate::context::{CudaDevice, CudaError};
 
-/// An [`Allocator`] whose buffers are device memory.
-pub type DeviceAllocator = Allocator<DeviceBackend>;
+/// The device-memory allocator: [`BackendPools`] of CUDA device memory.
+pub type DeviceAllocator = BackendPools<DeviceBackend>;
 
 /// Alignment `cuMemAlloc` guarantees.
 pub const DEVICE_ALIGNMENT: usize = 256;

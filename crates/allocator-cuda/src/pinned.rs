@@ -2,14 +2,14 @@
 
 use std::sync::Arc;
 
-use allocator_base::{Allocator, Backend, Created};
+use allocator_base::{Backend, BackendPools, Created};
 use buffer_core::MemoryKind;
 use cudarc::driver::{result, sys};
 
 use crate::context::{CudaDevice, CudaError};
 
-/// An [`Allocator`] whose buffers are pinned host memory.
-pub type PinnedAllocator = Allocator<PinnedBackend>;
+/// The pinned-memory allocator: [`BackendPools`] of page-locked host memory.
+pub type PinnedAllocator = BackendPools<PinnedBackend>;
 
 /// The pinned-host backend: each buffer is one `cuMemHostAlloc` allocation (portable:
 /// page-locked for every context), host-accessible like any memory and copied to and from the

@@ -58,7 +58,7 @@ pub enum AllocatorType {
     Normal,
     /// Host memory in named shared-memory segments, one per pool (named after the pool), that
     /// other processes attach to with `BufferPool::attach`: `allocator-normal`'s allocator
-    /// [`in_shared_memory`](allocator_base::Allocator::in_shared_memory).
+    /// [`in_shared_memory`](allocator_base::BackendPools::in_shared_memory).
     Shared,
 }
 

@@ -8,7 +8,7 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use allocator_base::{Allocator, Backend, Created};
+use allocator_base::{Backend, BackendPools, Created};
 use buffer_core::{Buffer, MemoryKind};
 use drm::buffer::{DrmFourcc, Handle as BufferHandle};
 use drm::control::{Device as _, framebuffer};
@@ -19,8 +19,8 @@ use rustix::mm::{MapFlags, ProtFlags};
 use crate::device::{DRM, OpenError};
 use crate::format::{FrameGeometry, GeometryError, MAX_DIMENSION, PixelFormat};
 
-/// An [`Allocator`] whose buffers are DRM dumb buffers.
-pub type DumbAllocator = Allocator<DumbBackend>;
+/// The dumb-buffer allocator: [`BackendPools`] of DRM dumb buffers.
+pub type DumbAllocator = BackendPools<DumbBackend>;
 
 /// An open DRM card (a primary node, `/dev/dri/cardN`).
 ///

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::ptr::NonNull;
 use std::sync::Arc;
 
-use allocator_base::{Allocator, Backend, Created};
+use allocator_base::{Backend, BackendPools, Created};
 use buffer_core::{Buffer, MemoryKind, Ownership};
 use rustix::mm::{MapFlags, ProtFlags};
 
@@ -16,8 +16,8 @@ use crate::format::PixelFormat;
 use crate::present::{PresentError, ScanOut};
 use crate::regions::{ExternalRegion, RegionBackend, RegionLease, RegionsExhausted};
 
-/// An [`Allocator`] whose buffers are framebuffer memory.
-pub type FbAllocator = Allocator<FbBackend>;
+/// The framebuffer allocator: [`BackendPools`] of framebuffer memory.
+pub type FbAllocator = BackendPools<FbBackend>;
 
 /// An open framebuffer device.
 ///

@@ -9,7 +9,7 @@
 //!   Presenter<S: ScanOut>: acquire filled → show → release the buffer it stops showing
 //! ```
 //!
-//! Every backend plugs into [`allocator_base::Allocator`], so pools of scan-out memory are made,
+//! Every backend plugs into [`allocator_base::BackendPools`], so pools of scan-out memory are made,
 //! grown, shrunk and destroyed like any other, and follow the same pool protocol: a producer
 //! acquires a free buffer, draws, submits; the display side ([`Presenter`]) takes filled buffers,
 //! shows them, and releases the one it stops showing.

@@ -1,12 +1,12 @@
 //! Pools over memory someone else mapped: a list of regions lent to pool buffers one at a time,
 //! never freed or unmapped by us.
 
-use allocator_base::{Allocator, Backend, Created};
+use allocator_base::{Backend, BackendPools, Created};
 use buffer_core::{MemoryKind, Ownership};
 use parking_lot::Mutex;
 
-/// An [`Allocator`] whose buffers are [`ExternalRegion`]s.
-pub type RegionAllocator = Allocator<RegionBackend>;
+/// The external-region allocator: [`BackendPools`] of [`ExternalRegion`]s.
+pub type RegionAllocator = BackendPools<RegionBackend>;
 
 /// One span of memory mapped by someone else (a driver, a firmware table, another library).
 ///

@@ -20,14 +20,14 @@
 use std::alloc::Layout;
 use std::ptr::NonNull;
 
-use allocator_base::{Allocator, Backend, Created};
+use allocator_base::{Backend, BackendPools, Created};
 use buffer_core::MemoryKind;
 
 /// Default alignment of every buffer: one cache line.
 pub const DEFAULT_ALIGNMENT: usize = 64;
 
-/// An [`Allocator`] over aligned heap memory.
-pub type NormalAllocator = Allocator<NormalBackend>;
+/// The normal allocator: [`BackendPools`] of aligned heap memory.
+pub type NormalAllocator = BackendPools<NormalBackend>;
 
 /// The aligned-heap backend.
 ///

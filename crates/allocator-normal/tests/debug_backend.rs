@@ -3,7 +3,7 @@
 
 mod common;
 
-use allocator_base::{AllocatePoolError, Allocator, DebugBackend, PoolAllocator};
+use allocator_base::{AllocatePoolError, BackendPools, DebugBackend, PoolAllocator};
 use allocator_normal::NormalBackend;
 use buffer_core::Wait;
 use common::logged;
@@ -12,7 +12,7 @@ use common::logged;
 fn logs_every_create_and_release() {
     let backend = DebugBackend::new(NormalBackend::default());
     let probe = backend.probe();
-    let allocator = Allocator::new(backend);
+    let allocator = BackendPools::new(backend);
     let log = logged(|| {
         let id = allocator
             .allocate_pool_with_buffers(2, 3000, "debug-log", "test")
@@ -48,7 +48,7 @@ fn logs_every_create_and_release() {
 fn injected_failures_fail_cleanly_and_then_stop() {
     let backend = DebugBackend::new(NormalBackend::default());
     let probe = backend.probe();
-    let allocator = Allocator::new(backend);
+    let allocator = BackendPools::new(backend);
     probe.fail_next(1);
     let err = allocator
         .allocate_pool_with_buffers(3, 64, "debug-fail", "test")

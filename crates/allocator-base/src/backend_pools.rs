@@ -61,7 +61,8 @@ enum CreateFailure {
     Backend(BackendError),
 }
 
-/// Creates pools whose buffers a [`Backend`] makes, and destroys them.
+/// The pools of one [`Backend`]: creates pools whose buffers the backend makes, grows, shrinks
+/// and destroys them.
 ///
 /// Every pool it creates is registered in [`Registry::global`]; users reach it by id. Dropping
 /// the allocator destroys its pools (buffers still held by guards are released when their guards
@@ -70,7 +71,7 @@ enum CreateFailure {
 /// # Examples
 ///
 /// ```
-/// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+/// use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
 /// use buffer_core::{MemoryKind, Queue, Wait};
 /// # struct Boxes;
 /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
@@ -87,7 +88,7 @@ enum CreateFailure {
 /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
 /// # }
 ///
-/// let allocator = Allocator::new(Boxes);
+/// let allocator = BackendPools::new(Boxes);
 /// let id = allocator.allocate_pool_with_buffers(2, 4096, "frames", "video")?;
 /// allocator.inject_buffer(id, 4096, Queue::Free)?;
 /// allocator.remove_buffer(id, Wait::NoWait)?;
@@ -96,7 +97,7 @@ enum CreateFailure {
 /// assert!(allocator.pool(id).is_err());
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-pub struct Allocator<B: Backend> {
+pub struct BackendPools<B: Backend> {
     id: AllocatorId,
     backend: Arc<B>,
     pools: Mutex<Vec<CreatedPool>>,
@@ -105,12 +106,12 @@ pub struct Allocator<B: Backend> {
     ledger: Arc<Ledger>,
 }
 
-impl<B: Backend> Allocator<B> {
+impl<B: Backend> BackendPools<B> {
     /// An allocator using `backend`.
-    pub fn new(backend: B) -> Allocator<B> {
+    pub fn new(backend: B) -> BackendPools<B> {
         let id = AllocatorId::next();
         let ledger = Arc::new(Ledger::new(id, backend.name(), None));
-        Allocator {
+        BackendPools {
             id,
             backend: Arc::new(backend),
             pools: Mutex::new(Vec::new()),
@@ -126,7 +127,7 @@ impl<B: Backend> Allocator<B> {
     /// # Examples
     ///
     /// ```
-    /// use allocator_base::{AllocatePoolError, Allocator, Backend, Created, MemoryLimit, PoolAllocator};
+    /// use allocator_base::{AllocatePoolError, Backend, BackendPools, Created, MemoryLimit, PoolAllocator};
     /// use buffer_core::MemoryKind;
     /// # struct Boxes;
     /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
@@ -143,7 +144,7 @@ impl<B: Backend> Allocator<B> {
     /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
     /// # }
     ///
-    /// let allocator = Allocator::new(Boxes).with_limit(MemoryLimit::new(64 << 10));
+    /// let allocator = BackendPools::new(Boxes).with_limit(MemoryLimit::new(64 << 10));
     /// let frames = allocator.allocate_pool_with_buffers(3, 16 << 10, "frames", "video")?;
     /// let too_many = allocator.allocate_pool_with_buffers(2, 16 << 10, "more", "video");
     /// assert!(matches!(too_many, Err(AllocatePoolError::Limit(_))));
@@ -152,7 +153,7 @@ impl<B: Backend> Allocator<B> {
     /// assert_eq!(allocator.memory().bytes_current, 48 << 10);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn with_limit(self, limit: MemoryLimit) -> Allocator<B> {
+    pub fn with_limit(self, limit: MemoryLimit) -> BackendPools<B> {
         self.ledger.set_limit(Some(limit));
         self
     }
@@ -168,7 +169,7 @@ impl<B: Backend> Allocator<B> {
     /// # Examples
     ///
     /// ```
-    /// use allocator_base::{Allocator, Backend, Created, PoolAllocator};
+    /// use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
     /// use buffer_core::{BufferPool, MemoryKind};
     /// # struct Boxes;
     /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
@@ -185,14 +186,14 @@ impl<B: Backend> Allocator<B> {
     /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
     /// # }
     ///
-    /// let allocator = Allocator::new(Boxes).in_shared_memory();
+    /// let allocator = BackendPools::new(Boxes).in_shared_memory();
     /// let name = format!("doc-allocator-{}", std::process::id());
     /// let id = allocator.allocate_pool_with_buffers(2, 4096, &name, "video")?;
     /// let other_process_view = BufferPool::attach(&name)?;
     /// assert_eq!(other_process_view.id(), id);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn in_shared_memory(mut self) -> Allocator<B> {
+    pub fn in_shared_memory(mut self) -> BackendPools<B> {
         self.shared = true;
         self
     }
@@ -247,7 +248,7 @@ impl<B: Backend> Allocator<B> {
 }
 
 // The lifecycle, written once for every backend.
-impl<B: Backend> PoolAllocator for Allocator<B> {
+impl<B: Backend> PoolAllocator for BackendPools<B> {
     fn id(&self) -> AllocatorId {
         self.id
     }
@@ -320,7 +321,7 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         size: usize,
         queue: Queue,
     ) -> Result<(), InjectBufferError> {
-        let owner = Registry::global().owned_by(self.id, pool)?;
+        let owner = Registry::global().pool_created_by(self.id, pool)?;
         if size == 0 {
             return Err(buffer_core::InjectError::Empty {
                 pool: owner.name().into(),
@@ -352,7 +353,7 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
             size,
             reason,
         };
-        let owner = Registry::global().owned_by(self.id, pool)?;
+        let owner = Registry::global().pool_created_by(self.id, pool)?;
         if virt.is_null() {
             return Err(bad("the address is null".into()));
         }
@@ -377,7 +378,9 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
     }
 
     fn remove_buffer(&self, pool: PoolId, wait: Wait) -> Result<(), RemoveBufferError> {
-        Registry::global().owned_by(self.id, pool)?.remove(wait)?;
+        Registry::global()
+            .pool_created_by(self.id, pool)?
+            .remove(wait)?;
         Ok(())
     }
 
@@ -420,7 +423,7 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
         pool: PoolId,
         f: &mut dyn FnMut(&PoolOwner),
     ) -> Result<(), OwnershipError> {
-        let owner = Registry::global().owned_by(self.id, pool)?;
+        let owner = Registry::global().pool_created_by(self.id, pool)?;
         f(&owner);
         Ok(())
     }
@@ -442,15 +445,15 @@ impl<B: Backend> PoolAllocator for Allocator<B> {
     }
 }
 
-impl<B: Backend> Drop for Allocator<B> {
+impl<B: Backend> Drop for BackendPools<B> {
     fn drop(&mut self) {
         self.destroy_pools();
     }
 }
 
-impl<B: Backend> std::fmt::Debug for Allocator<B> {
+impl<B: Backend> std::fmt::Debug for BackendPools<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Allocator")
+        f.debug_struct("BackendPools")
             .field("id", &self.id)
             .field("backend", &self.backend.name())
             .field("shared", &self.shared)
