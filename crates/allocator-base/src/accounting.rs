@@ -169,7 +169,7 @@ impl MemoryLimit {
 /// ```
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
 #[error(
-    "{allocator} ({backend} backend) may hold at most {limit} bytes; it holds {current} and {requested} more were asked for: destroy pools or remove buffers first, or raise the limit (BackendPools::with_limit or PoolAllocator::set_limit)"
+    "{allocator} ({backend} backend) may hold at most {limit} bytes; it holds {current} and {requested} more were asked for: destroy pools or remove buffers first, or raise the limit (with_limit or PoolAllocator::set_limit)"
 )]
 pub struct LimitExceeded {
     /// The allocator.
@@ -182,6 +182,14 @@ pub struct LimitExceeded {
     pub current: u64,
     /// Its limit.
     pub limit: u64,
+}
+
+/// Why [`Ledger::create_within`] created nothing.
+pub(crate) enum CreateFailure<E> {
+    /// The memory would pass the limit; nothing was tried.
+    Limit(LimitExceeded),
+    /// Creating it failed.
+    Failed(E),
 }
 
 /// The counters behind [`MemoryStats`].
@@ -333,7 +341,7 @@ impl Ledger {
 
     /// Reserves `bytes` under the limit, before the memory is created. Follow with
     /// [`Ledger::created`] once it is, or [`Ledger::cancel`] if creating it failed.
-    pub(crate) fn reserve(&self, bytes: u64) -> Result<(), LimitExceeded> {
+    fn reserve(&self, bytes: u64) -> Result<(), LimitExceeded> {
         let current = &self.counters.bytes_current;
         let limit = self.limit();
         if limit.is_some() {
@@ -354,14 +362,31 @@ impl Ledger {
         Ok(())
     }
 
+    /// Creates `buffers` buffers of `bytes` in all with `create`, within the limit, and counts
+    /// them: reserves the bytes first, takes the reservation back if `create` fails.
+    pub(crate) fn create_within<T, E>(
+        &self,
+        buffers: u64,
+        bytes: u64,
+        create: impl FnOnce() -> Result<T, E>,
+    ) -> Result<T, CreateFailure<E>> {
+        self.reserve(bytes).map_err(CreateFailure::Limit)?;
+        let created = create().map_err(|err| {
+            self.cancel(bytes);
+            CreateFailure::Failed(err)
+        })?;
+        self.created(buffers, bytes);
+        Ok(created)
+    }
+
     /// Takes back a reservation whose memory could not be created.
-    pub(crate) fn cancel(&self, bytes: u64) {
+    fn cancel(&self, bytes: u64) {
         self.counters.unhold(bytes);
         PROCESS.unhold(bytes);
     }
 
     /// Counts `buffers` just created over `bytes` already reserved.
-    pub(crate) fn created(&self, buffers: u64, bytes: u64) {
+    fn created(&self, buffers: u64, bytes: u64) {
         self.counters.created(buffers, bytes);
         PROCESS.created(buffers, bytes);
         let Some(limit) = self.limit() else { return };

@@ -1,21 +1,14 @@
-//! The pool lifecycle, written once for every backend.
+//! The pools of one backend: the pool lifecycle, written once for every backend.
 
-use std::any::Any;
 use std::sync::Arc;
 
-use buffer_core::{
-    BufferMemory, BufferPool, MemoryKind, Ownership, PoolConfig, PoolId, PoolOwner, Queue, Wait,
-};
-use parking_lot::Mutex;
+use buffer_core::{BufferMemory, BufferPool, MemoryKind, Ownership, PoolConfig, PoolId, Queue};
 
-use crate::accounting::{Ledger, LimitExceeded, MemoryLimit, MemoryStats};
+use crate::accounting::{CreateFailure, Ledger, MemoryLimit};
 use crate::backend::{Backend, Created};
-use crate::error::{
-    AllocatePoolError, BackendError, InjectBufferError, LookupError, OwnershipError,
-    RemoveBufferError,
-};
+use crate::created_pools::{CreatedPools, common_lifecycle_methods};
+use crate::error::{AllocatePoolError, BackendError, InjectBufferError};
 use crate::pool_allocator::PoolAllocator;
-use crate::registry::{AllocatorId, Registry};
 
 /// Releases one backend buffer exactly once, when the pool drops it, and counts the release.
 struct BackendOwned<B: Backend> {
@@ -34,39 +27,14 @@ impl<B: Backend> Drop for BackendOwned<B> {
     }
 }
 
-/// A shared-memory pool's buffers, counted as the allocator's until it destroys the pool.
-struct SharedCharge {
-    ledger: Arc<Ledger>,
-    buffers: u64,
-    bytes: u64,
-}
-
-impl Drop for SharedCharge {
-    fn drop(&mut self) {
-        self.ledger.released(self.buffers, self.bytes);
-    }
-}
-
-/// A pool this allocator created and has not destroyed.
-struct CreatedPool {
-    id: PoolId,
-    /// For a shared-memory pool: its buffers' memory, released from the accounting when the
-    /// pool is destroyed.
-    _charge: Option<SharedCharge>,
-}
-
-/// Why one buffer's memory could not be created.
-enum CreateFailure {
-    Limit(LimitExceeded),
-    Backend(BackendError),
-}
-
 /// The pools of one [`Backend`]: creates pools whose buffers the backend makes, grows, shrinks
 /// and destroys them.
 ///
-/// Every pool it creates is registered in [`Registry::global`]; users reach it by id. Dropping
-/// the allocator destroys its pools (buffers still held by guards are released when their guards
-/// drop, through the backend, which the buffers keep alive).
+/// Every pool it creates is registered in [`Registry::global`](crate::Registry::global); users
+/// reach it by id. Dropping the allocator destroys its pools (buffers still held by guards are
+/// released when their guards drop, through the backend, which the buffers keep alive). For pools
+/// in shared memory, whose buffers are the segment's own memory, see
+/// [`SharedMemoryPools`](crate::SharedMemoryPools).
 ///
 /// # Examples
 ///
@@ -98,31 +66,23 @@ enum CreateFailure {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct BackendPools<B: Backend> {
-    id: AllocatorId,
     backend: Arc<B>,
-    pools: Mutex<Vec<CreatedPool>>,
-    /// Whether pools go into named shared-memory segments.
-    shared: bool,
-    ledger: Arc<Ledger>,
+    pools: CreatedPools<()>,
 }
 
 impl<B: Backend> BackendPools<B> {
-    /// An allocator using `backend`.
+    /// The pools of `backend` (none yet).
     pub fn new(backend: B) -> BackendPools<B> {
-        let id = AllocatorId::next();
-        let ledger = Arc::new(Ledger::new(id, backend.name(), None));
         BackendPools {
-            id,
+            pools: CreatedPools::new(backend.name()),
             backend: Arc::new(backend),
-            pools: Mutex::new(Vec::new()),
-            shared: false,
-            ledger,
         }
     }
 
     /// This allocator, holding at most `limit` of memory: creating a pool or a buffer that would
-    /// pass it fails with a [`LimitExceeded`] error and creates nothing; crossing the limit's
-    /// warning threshold logs a `tracing` warning once per crossing. See [`MemoryLimit`].
+    /// pass it fails with a [`LimitExceeded`](crate::LimitExceeded) error and creates nothing;
+    /// crossing the limit's warning threshold logs a `tracing` warning once per crossing. See
+    /// [`MemoryLimit`].
     ///
     /// # Examples
     ///
@@ -154,53 +114,8 @@ impl<B: Backend> BackendPools<B> {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn with_limit(self, limit: MemoryLimit) -> BackendPools<B> {
-        self.ledger.set_limit(Some(limit));
+        self.pools.ledger().set_limit(Some(limit));
         self
-    }
-
-    /// This allocator, making its pools in shared memory: each pool lives in a named segment
-    /// (named after the pool, so pool names must be valid segment names and unique on the
-    /// machine) that holds its block and its buffers, and other processes attach to it with
-    /// [`BufferPool::attach`]. The buffers are the segment's host memory
-    /// ([`MemoryKind::SharedHost`], which [`PoolAllocator::memory_kind`] then reports), aligned
-    /// as the backend's are (up to the page size: an alignment beyond it fails creation), and
-    /// are fixed when the pool is created: injecting and removing buffers are refused.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// use allocator_base::{Backend, BackendPools, Created, PoolAllocator};
-    /// use buffer_core::{BufferPool, MemoryKind};
-    /// # struct Boxes;
-    /// # // SAFETY: each buffer is its own boxed slice, freed only in `release`.
-    /// # unsafe impl Backend for Boxes {
-    /// #     type Memory = Box<[u8]>;
-    /// #     type Error = std::convert::Infallible;
-    /// #     fn name(&self) -> &'static str { "boxes" }
-    /// #     fn memory_kind(&self) -> MemoryKind { MemoryKind::Host }
-    /// #     fn create(&self, size: usize) -> Result<Created<Box<[u8]>>, Self::Error> {
-    /// #         let mut memory = vec![0u8; size].into_boxed_slice();
-    /// #         let addr = memory.as_mut_ptr();
-    /// #         Ok(Created { memory, addr, phys: None })
-    /// #     }
-    /// #     fn release(&self, memory: Box<[u8]>) { drop(memory) }
-    /// # }
-    ///
-    /// let allocator = BackendPools::new(Boxes).in_shared_memory();
-    /// let name = format!("doc-allocator-{}", std::process::id());
-    /// let id = allocator.allocate_pool_with_buffers(2, 4096, &name, "video")?;
-    /// let other_process_view = BufferPool::attach(&name)?;
-    /// assert_eq!(other_process_view.id(), id);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn in_shared_memory(mut self) -> BackendPools<B> {
-        self.shared = true;
-        self
-    }
-
-    /// Whether this allocator makes its pools in shared memory.
-    pub fn is_shared(&self) -> bool {
-        self.shared
     }
 
     /// The backend.
@@ -209,18 +124,16 @@ impl<B: Backend> BackendPools<B> {
     }
 
     /// Creates one buffer's memory through the backend, within the limit, and counts it.
-    fn create_memory(&self, size: usize) -> Result<BufferMemory, CreateFailure> {
+    fn create_memory(&self, size: usize) -> Result<BufferMemory, CreateFailure<BackendError>> {
         let bytes = size as u64;
-        self.ledger.reserve(bytes).map_err(CreateFailure::Limit)?;
-        let Created { memory, addr, phys } = self.backend.create(size).map_err(|err| {
-            self.ledger.cancel(bytes);
-            CreateFailure::Backend(err.into())
+        let ledger = self.pools.ledger();
+        let Created { memory, addr, phys } = ledger.create_within(1, bytes, || {
+            self.backend.create(size).map_err(BackendError::from)
         })?;
-        self.ledger.created(1, bytes);
         let owner = BackendOwned {
             backend: Arc::clone(&self.backend),
             memory: Some(memory),
-            ledger: Arc::clone(&self.ledger),
+            ledger: Arc::clone(ledger),
             size: bytes,
         };
         debug_assert!(!addr.is_null());
@@ -235,36 +148,11 @@ impl<B: Backend> BackendPools<B> {
             Ownership::External => unsafe { BufferMemory::lent(addr, size, kind, phys, owner) },
         })
     }
-
-    /// Registers a pool this allocator just created.
-    fn register(&self, owner: PoolOwner, charge: Option<SharedCharge>) -> PoolId {
-        let id = Registry::global().register(self.id, owner);
-        self.pools.lock().push(CreatedPool {
-            id,
-            _charge: charge,
-        });
-        id
-    }
 }
 
 // The lifecycle, written once for every backend.
 impl<B: Backend> PoolAllocator for BackendPools<B> {
-    fn id(&self) -> AllocatorId {
-        self.id
-    }
-
-    fn allocate_pool_with_buffers(
-        &self,
-        count: u32,
-        size: usize,
-        name: &str,
-        category: &str,
-    ) -> Result<PoolId, AllocatePoolError> {
-        let config = PoolConfig::new(name)
-            .with_category(category)
-            .with_capacity(count.max(buffer_core::DEFAULT_CAPACITY));
-        self.allocate_pool(config, count, size)
-    }
+    common_lifecycle_methods!();
 
     fn allocate_pool(
         &self,
@@ -273,32 +161,16 @@ impl<B: Backend> PoolAllocator for BackendPools<B> {
         size: usize,
     ) -> Result<PoolId, AllocatePoolError> {
         config.check_initial_buffers(count, size)?;
-        let bytes = u64::from(count).saturating_mul(size as u64);
-        if self.shared {
-            self.ledger.reserve(bytes)?;
-            let segment = config.name().to_owned();
-            // The segment's buffers keep the backend's alignment (at least a cache line).
-            let alignment = self.backend.alignment().max(config.alignment());
-            let config = config.with_alignment(alignment);
-            let owner = BufferPool::create_shared(&segment, config, count, size)
-                .inspect_err(|_| self.ledger.cancel(bytes))?;
-            self.ledger.created(u64::from(count), bytes);
-            let charge = SharedCharge {
-                ledger: Arc::clone(&self.ledger),
-                buffers: u64::from(count),
-                bytes,
-            };
-            return Ok(self.register(owner, Some(charge)));
-        }
         // Fail before creating anything when the whole pool cannot fit; each buffer is then
         // reserved as it is created.
-        self.ledger.check(bytes)?;
+        let bytes = u64::from(count).saturating_mul(size as u64);
+        self.pools.ledger().check(bytes)?;
         let owner = BufferPool::create(config)?;
         for index in 0..count {
             // On failure, dropping `owner` releases the buffers created so far.
             let memory = self.create_memory(size).map_err(|failure| match failure {
                 CreateFailure::Limit(exceeded) => AllocatePoolError::Limit(exceeded),
-                CreateFailure::Backend(source) => AllocatePoolError::Backend {
+                CreateFailure::Failed(source) => AllocatePoolError::Backend {
                     backend: self.backend.name(),
                     name: owner.name().to_owned(),
                     index,
@@ -312,7 +184,7 @@ impl<B: Backend> PoolAllocator for BackendPools<B> {
                 .inject(memory, Queue::Free)
                 .expect("a new pool accepts its initial buffers");
         }
-        Ok(self.register(owner, None))
+        Ok(self.pools.register(owner, ()))
     }
 
     fn inject_buffer(
@@ -321,7 +193,7 @@ impl<B: Backend> PoolAllocator for BackendPools<B> {
         size: usize,
         queue: Queue,
     ) -> Result<(), InjectBufferError> {
-        let owner = Registry::global().pool_created_by(self.id, pool)?;
+        let owner = self.pools.creator_handle(pool)?;
         if size == 0 {
             return Err(buffer_core::InjectError::Empty {
                 pool: owner.name().into(),
@@ -330,7 +202,7 @@ impl<B: Backend> PoolAllocator for BackendPools<B> {
         }
         let memory = self.create_memory(size).map_err(|failure| match failure {
             CreateFailure::Limit(exceeded) => InjectBufferError::Limit(exceeded),
-            CreateFailure::Backend(source) => InjectBufferError::Backend {
+            CreateFailure::Failed(source) => InjectBufferError::Backend {
                 backend: self.backend.name(),
                 size,
                 source,
@@ -353,7 +225,7 @@ impl<B: Backend> PoolAllocator for BackendPools<B> {
             size,
             reason,
         };
-        let owner = Registry::global().pool_created_by(self.id, pool)?;
+        let owner = self.pools.creator_handle(pool)?;
         if virt.is_null() {
             return Err(bad("the address is null".into()));
         }
@@ -377,89 +249,20 @@ impl<B: Backend> PoolAllocator for BackendPools<B> {
         Ok(())
     }
 
-    fn remove_buffer(&self, pool: PoolId, wait: Wait) -> Result<(), RemoveBufferError> {
-        Registry::global()
-            .pool_created_by(self.id, pool)?
-            .remove(wait)?;
-        Ok(())
-    }
-
-    fn destroy_pool(&self, pool: PoolId) -> Result<(), OwnershipError> {
-        Registry::global().unregister(self.id, pool)?;
-        self.pools.lock().retain(|created| created.id != pool);
-        Ok(())
-    }
-
-    fn destroy_pools(&self) {
-        let pools = std::mem::take(&mut *self.pools.lock());
-        for pool in pools {
-            // Only this allocator unregisters its pools, so each is still registered.
-            let _ = Registry::global().unregister(self.id, pool.id);
-        }
-    }
-
-    fn pool_ids(&self) -> Vec<PoolId> {
-        self.pools.lock().iter().map(|created| created.id).collect()
-    }
-
-    fn memory(&self) -> MemoryStats {
-        self.ledger.snapshot()
-    }
-
-    fn limit(&self) -> Option<MemoryLimit> {
-        self.ledger.limit()
-    }
-
-    fn set_limit(&self, limit: Option<MemoryLimit>) {
-        self.ledger.set_limit(limit);
-    }
-
-    fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
-        Registry::global().get(pool)
-    }
-
-    fn with_owner(
-        &self,
-        pool: PoolId,
-        f: &mut dyn FnMut(&PoolOwner),
-    ) -> Result<(), OwnershipError> {
-        let owner = Registry::global().pool_created_by(self.id, pool)?;
-        f(&owner);
-        Ok(())
-    }
-
     fn backend_name(&self) -> &'static str {
         self.backend.name()
     }
 
     fn memory_kind(&self) -> MemoryKind {
-        if self.shared {
-            MemoryKind::SharedHost // the segment's memory, not the backend's
-        } else {
-            self.backend.memory_kind()
-        }
-    }
-
-    fn as_any(&self) -> &dyn Any {
-        self
-    }
-}
-
-impl<B: Backend> Drop for BackendPools<B> {
-    fn drop(&mut self) {
-        self.destroy_pools();
+        self.backend.memory_kind()
     }
 }
 
 impl<B: Backend> std::fmt::Debug for BackendPools<B> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BackendPools")
-            .field("id", &self.id)
-            .field("backend", &self.backend.name())
-            .field("shared", &self.shared)
-            .field("limit", &self.limit())
-            .field("memory", &self.memory())
-            .field("pools", &self.pool_ids())
-            .finish()
+        let mut debug = f.debug_struct("BackendPools");
+        debug.field("backend", &self.backend.name());
+        self.pools.debug_fields(&mut debug);
+        debug.finish()
     }
 }

@@ -3,11 +3,11 @@
 //!
 //! ```text
 //!   BackendPools<B: Backend> ── allocate_pool_with_buffers / inject / remove / destroy ──┐
-//!        │ create(size), release(memory)                                                ▼
+//!        │ create(size), release(memory)                                                 ▼
 //!   Backend (normal, avframe, fb, cuda)                          Registry (single owner of pools)
-//!                                                                    │ get(pool_id)
-//!                                                                    ▼
-//!                                                           BufferPool handle (buffer-core)
+//!                                                                    ▲           │ get(pool_id)
+//!   SharedMemoryPools ── allocate_pool_with_buffers / destroy ───────┘           ▼
+//!        buffers: the segment's own memory                  BufferPool handle (buffer-core)
 //! ```
 //!
 //! - [`Backend`]: an `unsafe trait` with `create` and `release` for one buffer, its memory kind
@@ -16,9 +16,12 @@
 //!   (backend buffers or external memory), shrinks them, destroys them; dropping it destroys its
 //!   pools. Every buffer is released through its backend exactly once, whatever order things are
 //!   dropped in.
+//! - [`SharedMemoryPools`]: creates pools in named shared-memory segments that other processes
+//!   attach to; their buffers are the segment's memory, fixed when the pool is created.
+//! - [`PoolAllocator`]: what both do, object-safe, to choose one at run time.
 //! - [`Registry`]: the process-wide owner of pools; users get temporary access by id, and only
 //!   the allocator that created a pool may change or destroy it.
-//! - Accounting: every allocator counts what its backend created and released
+//! - Accounting: every allocator counts the buffer memory it created and released
 //!   ([`PoolAllocator::memory`], [`process_memory`] for the whole process), and may have a
 //!   [`MemoryLimit`] with a warning threshold logged through `tracing`.
 //! - [`DebugBackend`]: wraps any backend to log every create and release, keep the live
@@ -60,10 +63,12 @@
 mod accounting;
 mod backend;
 mod backend_pools;
+mod created_pools;
 mod debug_backend;
 mod error;
 mod pool_allocator;
 mod registry;
+mod shared_memory_pools;
 
 #[cfg(feature = "conformance")]
 #[cfg_attr(docsrs, doc(cfg(feature = "conformance")))]
@@ -79,3 +84,4 @@ pub use error::{
 };
 pub use pool_allocator::PoolAllocator;
 pub use registry::{AllocatorId, Registry};
+pub use shared_memory_pools::SharedMemoryPools;

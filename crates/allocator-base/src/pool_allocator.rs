@@ -8,10 +8,11 @@ use crate::accounting::{MemoryLimit, MemoryStats};
 use crate::error::{
     AllocatePoolError, InjectBufferError, LookupError, OwnershipError, RemoveBufferError,
 };
-use crate::registry::AllocatorId;
+use crate::registry::{AllocatorId, Registry};
 
-/// What every allocator does, whatever its backend: the pool lifecycle. Implemented by
-/// [`BackendPools`](crate::BackendPools) for every backend, and object-safe, so that a
+/// What every allocator does, whatever places its buffers: the pool lifecycle. Implemented by
+/// [`BackendPools`](crate::BackendPools) for every backend and by
+/// [`SharedMemoryPools`](crate::SharedMemoryPools), and object-safe, so that a
 /// `Box<dyn PoolAllocator>` can hold any of them (as `allocator-facade` does).
 ///
 /// # Examples
@@ -53,7 +54,12 @@ pub trait PoolAllocator: Send + Sync + 'static {
         size: usize,
         name: &str,
         category: &str,
-    ) -> Result<PoolId, AllocatePoolError>;
+    ) -> Result<PoolId, AllocatePoolError> {
+        let config = PoolConfig::new(name)
+            .with_category(category)
+            .with_capacity(count.max(buffer_core::DEFAULT_CAPACITY));
+        self.allocate_pool(config, count, size)
+    }
 
     /// Creates a pool as `config` says with `count` buffers of `size` bytes on the free queue,
     /// registers it and returns its id. If any buffer cannot be created, everything created so
@@ -119,7 +125,9 @@ pub trait PoolAllocator: Send + Sync + 'static {
     fn set_limit(&self, limit: Option<MemoryLimit>);
 
     /// Temporary access to a registered pool (any allocator's).
-    fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError>;
+    fn pool(&self, pool: PoolId) -> Result<BufferPool, LookupError> {
+        Registry::global().get(pool)
+    }
 
     /// Runs `f` with the creator's handle of `pool`, which this allocator made: for adding
     /// buffers that are not the backend's, such as a decoder's frames
@@ -128,10 +136,11 @@ pub trait PoolAllocator: Send + Sync + 'static {
     fn with_owner(&self, pool: PoolId, f: &mut dyn FnMut(&PoolOwner))
     -> Result<(), OwnershipError>;
 
-    /// The backend's name ("normal", ...).
+    /// The backend's name ("normal", ...; "shared-memory" for
+    /// [`SharedMemoryPools`](crate::SharedMemoryPools)).
     fn backend_name(&self) -> &'static str;
 
-    /// The kind of memory the backend's buffers are.
+    /// The kind of memory this allocator's buffers are.
     fn memory_kind(&self) -> MemoryKind;
 
     /// The allocator itself, to downcast to its concrete type.

@@ -31,6 +31,7 @@ use std::fmt;
 use std::ops::Deref;
 use std::str::FromStr;
 
+use allocator_base::SharedMemoryPools;
 pub use allocator_base::{
     ByteCount, MemoryLimit, MemoryStats, PoolAllocator, Registry, process_memory,
 };
@@ -57,8 +58,8 @@ pub enum AllocatorType {
     /// Aligned host memory (`allocator-normal`).
     Normal,
     /// Host memory in named shared-memory segments, one per pool (named after the pool), that
-    /// other processes attach to with `BufferPool::attach`: `allocator-normal`'s allocator
-    /// [`in_shared_memory`](allocator_base::BackendPools::in_shared_memory).
+    /// other processes attach to with `BufferPool::attach`:
+    /// [`SharedMemoryPools`] with the configured alignment.
     Shared,
 }
 
@@ -271,14 +272,11 @@ pub fn create_with_config(
     config: &AllocatorConfig,
 ) -> Result<AllocatorFacade, CreateAllocatorError> {
     let kind = kind.resolve();
+    // Checks the alignment for every type, the shared one included.
+    let backend = NormalBackend::with_alignment(config.alignment)?;
     let allocator: Box<dyn PoolAllocator> = match kind {
-        AllocatorType::Normal | AllocatorType::Auto => Box::new(NormalAllocator::new(
-            NormalBackend::with_alignment(config.alignment)?,
-        )),
-        AllocatorType::Shared => Box::new(
-            NormalAllocator::new(NormalBackend::with_alignment(config.alignment)?)
-                .in_shared_memory(),
-        ),
+        AllocatorType::Normal | AllocatorType::Auto => Box::new(NormalAllocator::new(backend)),
+        AllocatorType::Shared => Box::new(SharedMemoryPools::new(backend.alignment())),
     };
     allocator.set_limit(config.limit);
     Ok(AllocatorFacade { kind, allocator })

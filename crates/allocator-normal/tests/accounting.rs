@@ -3,7 +3,8 @@
 //! the counters agrees with the allocator over random operation sequences.
 
 use allocator_base::{
-    AllocatePoolError, InjectBufferError, MemoryLimit, PoolAllocator, process_memory,
+    AllocatePoolError, InjectBufferError, MemoryLimit, PoolAllocator, SharedMemoryPools,
+    process_memory,
 };
 use allocator_normal::{NormalAllocator, NormalBackend};
 use buffer_core::{BufferHold, BufferPool, Queue, Wait};
@@ -101,8 +102,7 @@ fn a_refused_pool_leaves_earlier_pools_and_their_data_intact() {
 
 #[test]
 fn shared_pools_count_until_destroyed_and_respect_the_limit() {
-    let allocator = NormalAllocator::new(NormalBackend::default())
-        .in_shared_memory()
+    let allocator = SharedMemoryPools::new(NormalBackend::default().alignment())
         .with_limit(MemoryLimit::new(32 * KIB as u64));
     let name = format!("accounting-{}", std::process::id());
     let id = allocator
