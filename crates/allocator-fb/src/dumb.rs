@@ -17,7 +17,7 @@ use parking_lot::Mutex;
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::device::{DRM, OpenError};
-use crate::format::{FrameGeometry, GeometryError, MAX_DIMENSION, PixelFormat};
+use crate::format::{FrameGeometry, GeometryError, MAX_DIMENSION, ScanOutFormat};
 
 /// The dumb-buffer allocator: [`BackendPools`] of DRM dumb buffers.
 pub type DumbAllocator = BackendPools<DumbBackend>;
@@ -84,7 +84,7 @@ pub struct DumbLayout {
     /// Bytes of the whole buffer.
     pub len: usize,
     /// Its pixel format.
-    pub format: PixelFormat,
+    pub format: ScanOutFormat,
 }
 
 impl drm::buffer::Buffer for DumbLayout {
@@ -196,7 +196,7 @@ struct DumbRecord {
 pub(crate) struct DumbCard {
     pub(crate) card: DrmCard,
     width: u32,
-    format: PixelFormat,
+    format: ScanOutFormat,
     /// Live buffers by mapped address.
     buffers: Mutex<HashMap<usize, DumbRecord>>,
 }
@@ -251,7 +251,7 @@ impl DumbBackend {
     /// driver that says it cannot make dumb buffers is refused here; a driver without display
     /// support does not answer the question (vgem makes dumb buffers all the same) and is
     /// taken at its word when the first buffer is made.
-    pub fn new(card: DrmCard, width: u32, format: PixelFormat) -> Result<DumbBackend, DumbError> {
+    pub fn new(card: DrmCard, width: u32, format: ScanOutFormat) -> Result<DumbBackend, DumbError> {
         FrameGeometry::new(width, 1, format)?;
         if card
             .get_driver_capability(DriverCapability::DumbBuffer)

@@ -12,7 +12,7 @@ use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::device::{FRAMEBUFFER, OpenError};
 use crate::fbdev_sys::{self, FbVarScreeninfo};
-use crate::format::PixelFormat;
+use crate::format::ScanOutFormat;
 use crate::present::{PresentError, ScanOut};
 use crate::regions::{ExternalRegion, RegionBackend, RegionLease, RegionsExhausted};
 
@@ -69,7 +69,7 @@ impl FbDevice {
             height: var.yres,
             virtual_height: var.yres_virtual,
             bits_per_pixel: var.bits_per_pixel,
-            format: PixelFormat::from_fbdev(
+            format: ScanOutFormat::from_fbdev(
                 var.bits_per_pixel,
                 var.red.pair(),
                 var.green.pair(),
@@ -97,8 +97,8 @@ pub struct FbInfo {
     pub virtual_height: u32,
     /// Bits per pixel.
     pub bits_per_pixel: u32,
-    /// The pixel layout, if it is one of the [`PixelFormat`]s.
-    pub format: Option<PixelFormat>,
+    /// The pixel layout, if it is one of the [`ScanOutFormat`]s.
+    pub format: Option<ScanOutFormat>,
     /// Bytes from one row to the next.
     pub stride: u32,
     /// Physical address of the memory (0 when the driver hides it).
@@ -454,7 +454,7 @@ mod tests {
             height: 480,
             virtual_height,
             bits_per_pixel: 32,
-            format: Some(PixelFormat::Xrgb8888),
+            format: Some(ScanOutFormat::Xrgb8888),
             stride: 2560,
             phys_start: 0,
             memory_len,

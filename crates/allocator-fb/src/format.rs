@@ -1,24 +1,28 @@
-//! Pixel formats and frame sizes that scan-out memory is laid out in.
+//! The pixel formats a display scans out ([`ScanOutFormat`]) and frame sizes that scan-out memory
+//! is laid out in.
 
 use drm::buffer::DrmFourcc;
 
 /// The largest width or height accepted: what current display engines scan out at most.
 pub const MAX_DIMENSION: u32 = 16384;
 
-/// A packed RGB pixel format a display can scan out from a CPU-drawn buffer.
+/// A packed RGB pixel format a display can scan out from a CPU-drawn buffer: how the display
+/// engine reads the memory (its DRM fourcc, bytes per pixel, colour depth). Not to be confused
+/// with [`buffer_core::PixelFormat`], the FourCC that a frame's metadata carries, which names any
+/// format a producer may write.
 ///
 /// # Examples
 ///
 /// ```
-/// use allocator_fb::PixelFormat;
+/// use allocator_fb::ScanOutFormat;
 ///
-/// let format = PixelFormat::from_fourcc(*b"XR24").unwrap();
-/// assert_eq!(format, PixelFormat::Xrgb8888);
+/// let format = ScanOutFormat::from_fourcc(*b"XR24").unwrap();
+/// assert_eq!(format, ScanOutFormat::Xrgb8888);
 /// assert_eq!(format.bytes_per_pixel(), 4);
-/// assert!(PixelFormat::from_fourcc(*b"NV12").is_err());
+/// assert!(ScanOutFormat::from_fourcc(*b"NV12").is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum PixelFormat {
+pub enum ScanOutFormat {
     /// 32 bits per pixel: blue, green, red bytes in memory, then one unused byte.
     Xrgb8888,
     /// 32 bits per pixel: blue, green, red, alpha bytes in memory.
@@ -32,9 +36,9 @@ pub enum PixelFormat {
 /// # Examples
 ///
 /// ```
-/// use allocator_fb::PixelFormat;
+/// use allocator_fb::ScanOutFormat;
 ///
-/// let err = PixelFormat::from_fourcc(*b"YUYV").unwrap_err();
+/// let err = ScanOutFormat::from_fourcc(*b"YUYV").unwrap_err();
 /// assert!(err.to_string().contains("YUYV"));
 /// ```
 #[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
@@ -46,13 +50,13 @@ pub struct FormatError {
     pub fourcc: String,
 }
 
-impl PixelFormat {
+impl ScanOutFormat {
     /// The format with DRM fourcc `code` (four ASCII bytes, as in `*b"XR24"`).
-    pub fn from_fourcc(code: [u8; 4]) -> Result<PixelFormat, FormatError> {
+    pub fn from_fourcc(code: [u8; 4]) -> Result<ScanOutFormat, FormatError> {
         match &code {
-            b"XR24" => Ok(PixelFormat::Xrgb8888),
-            b"AR24" => Ok(PixelFormat::Argb8888),
-            b"RG16" => Ok(PixelFormat::Rgb565),
+            b"XR24" => Ok(ScanOutFormat::Xrgb8888),
+            b"AR24" => Ok(ScanOutFormat::Argb8888),
+            b"RG16" => Ok(ScanOutFormat::Rgb565),
             _ => Err(FormatError {
                 fourcc: code.escape_ascii().to_string(),
             }),
@@ -62,26 +66,26 @@ impl PixelFormat {
     /// The DRM fourcc of the format.
     pub fn fourcc(self) -> DrmFourcc {
         match self {
-            PixelFormat::Xrgb8888 => DrmFourcc::Xrgb8888,
-            PixelFormat::Argb8888 => DrmFourcc::Argb8888,
-            PixelFormat::Rgb565 => DrmFourcc::Rgb565,
+            ScanOutFormat::Xrgb8888 => DrmFourcc::Xrgb8888,
+            ScanOutFormat::Argb8888 => DrmFourcc::Argb8888,
+            ScanOutFormat::Rgb565 => DrmFourcc::Rgb565,
         }
     }
 
     /// Bytes one pixel takes.
     pub fn bytes_per_pixel(self) -> u32 {
         match self {
-            PixelFormat::Xrgb8888 | PixelFormat::Argb8888 => 4,
-            PixelFormat::Rgb565 => 2,
+            ScanOutFormat::Xrgb8888 | ScanOutFormat::Argb8888 => 4,
+            ScanOutFormat::Rgb565 => 2,
         }
     }
 
     /// Colour depth in bits, as the legacy add-framebuffer call wants it.
     pub fn depth(self) -> u32 {
         match self {
-            PixelFormat::Xrgb8888 => 24,
-            PixelFormat::Argb8888 => 32,
-            PixelFormat::Rgb565 => 16,
+            ScanOutFormat::Xrgb8888 => 24,
+            ScanOutFormat::Argb8888 => 32,
+            ScanOutFormat::Rgb565 => 16,
         }
     }
 
@@ -93,11 +97,11 @@ impl PixelFormat {
         green: (u32, u32),
         blue: (u32, u32),
         alpha: (u32, u32),
-    ) -> Option<PixelFormat> {
+    ) -> Option<ScanOutFormat> {
         match (bits_per_pixel, red, green, blue, alpha) {
-            (32, (16, 8), (8, 8), (0, 8), (_, 0)) => Some(PixelFormat::Xrgb8888),
-            (32, (16, 8), (8, 8), (0, 8), (24, 8)) => Some(PixelFormat::Argb8888),
-            (16, (11, 5), (5, 6), (0, 5), (_, 0)) => Some(PixelFormat::Rgb565),
+            (32, (16, 8), (8, 8), (0, 8), (_, 0)) => Some(ScanOutFormat::Xrgb8888),
+            (32, (16, 8), (8, 8), (0, 8), (24, 8)) => Some(ScanOutFormat::Argb8888),
+            (16, (11, 5), (5, 6), (0, 5), (_, 0)) => Some(ScanOutFormat::Rgb565),
             _ => None,
         }
     }
@@ -108,18 +112,18 @@ impl PixelFormat {
 /// # Examples
 ///
 /// ```
-/// use allocator_fb::{FrameGeometry, PixelFormat};
+/// use allocator_fb::{FrameGeometry, ScanOutFormat};
 ///
-/// let frame = FrameGeometry::new(1280, 720, PixelFormat::Xrgb8888).unwrap();
+/// let frame = FrameGeometry::new(1280, 720, ScanOutFormat::Xrgb8888).unwrap();
 /// assert_eq!(frame.min_stride(), 5120);
 /// assert_eq!(frame.min_size(), 5120 * 720);
-/// assert!(FrameGeometry::new(0, 720, PixelFormat::Xrgb8888).is_err());
+/// assert!(FrameGeometry::new(0, 720, ScanOutFormat::Xrgb8888).is_err());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct FrameGeometry {
     width: u32,
     height: u32,
-    format: PixelFormat,
+    format: ScanOutFormat,
 }
 
 /// A frame size that no display can scan out.
@@ -127,9 +131,9 @@ pub struct FrameGeometry {
 /// # Examples
 ///
 /// ```
-/// use allocator_fb::{FrameGeometry, GeometryError, PixelFormat};
+/// use allocator_fb::{FrameGeometry, GeometryError, ScanOutFormat};
 ///
-/// let err = FrameGeometry::new(100_000, 10, PixelFormat::Rgb565).unwrap_err();
+/// let err = FrameGeometry::new(100_000, 10, ScanOutFormat::Rgb565).unwrap_err();
 /// assert_eq!(err, GeometryError { width: 100_000, height: 10 });
 /// ```
 #[derive(Debug, thiserror::Error, Clone, Copy, PartialEq, Eq)]
@@ -148,7 +152,7 @@ impl FrameGeometry {
     pub fn new(
         width: u32,
         height: u32,
-        format: PixelFormat,
+        format: ScanOutFormat,
     ) -> Result<FrameGeometry, GeometryError> {
         let valid = 1..=MAX_DIMENSION;
         if valid.contains(&width) && valid.contains(&height) {
@@ -173,7 +177,7 @@ impl FrameGeometry {
     }
 
     /// The pixel format.
-    pub fn format(&self) -> PixelFormat {
+    pub fn format(&self) -> ScanOutFormat {
         self.format
     }
 
@@ -195,25 +199,25 @@ mod tests {
     #[test]
     fn fourccs_round_trip() {
         for format in [
-            PixelFormat::Xrgb8888,
-            PixelFormat::Argb8888,
-            PixelFormat::Rgb565,
+            ScanOutFormat::Xrgb8888,
+            ScanOutFormat::Argb8888,
+            ScanOutFormat::Rgb565,
         ] {
             let code = (format.fourcc() as u32).to_le_bytes();
-            assert_eq!(PixelFormat::from_fourcc(code).unwrap(), format);
+            assert_eq!(ScanOutFormat::from_fourcc(code).unwrap(), format);
         }
     }
 
     #[test]
     fn fbdev_layouts_are_recognised() {
-        let xrgb = PixelFormat::from_fbdev(32, (16, 8), (8, 8), (0, 8), (0, 0));
-        assert_eq!(xrgb, Some(PixelFormat::Xrgb8888));
-        let argb = PixelFormat::from_fbdev(32, (16, 8), (8, 8), (0, 8), (24, 8));
-        assert_eq!(argb, Some(PixelFormat::Argb8888));
-        let rgb565 = PixelFormat::from_fbdev(16, (11, 5), (5, 6), (0, 5), (0, 0));
-        assert_eq!(rgb565, Some(PixelFormat::Rgb565));
+        let xrgb = ScanOutFormat::from_fbdev(32, (16, 8), (8, 8), (0, 8), (0, 0));
+        assert_eq!(xrgb, Some(ScanOutFormat::Xrgb8888));
+        let argb = ScanOutFormat::from_fbdev(32, (16, 8), (8, 8), (0, 8), (24, 8));
+        assert_eq!(argb, Some(ScanOutFormat::Argb8888));
+        let rgb565 = ScanOutFormat::from_fbdev(16, (11, 5), (5, 6), (0, 5), (0, 0));
+        assert_eq!(rgb565, Some(ScanOutFormat::Rgb565));
         assert_eq!(
-            PixelFormat::from_fbdev(24, (16, 8), (8, 8), (0, 8), (0, 0)),
+            ScanOutFormat::from_fbdev(24, (16, 8), (8, 8), (0, 8), (0, 0)),
             None
         );
     }
@@ -221,9 +225,9 @@ mod tests {
     #[test]
     fn impossible_geometries_are_rejected() {
         for (w, h) in [(0, 1), (1, 0), (MAX_DIMENSION + 1, 1), (1, u32::MAX)] {
-            assert!(FrameGeometry::new(w, h, PixelFormat::Xrgb8888).is_err());
+            assert!(FrameGeometry::new(w, h, ScanOutFormat::Xrgb8888).is_err());
         }
-        let edge = FrameGeometry::new(MAX_DIMENSION, MAX_DIMENSION, PixelFormat::Argb8888);
+        let edge = FrameGeometry::new(MAX_DIMENSION, MAX_DIMENSION, ScanOutFormat::Argb8888);
         assert_eq!(edge.unwrap().min_size(), 16384 * 16384 * 4);
     }
 }

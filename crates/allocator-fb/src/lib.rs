@@ -20,11 +20,11 @@
 //!
 //! ```no_run
 //! use allocator_base::PoolAllocator;
-//! use allocator_fb::{DrmCard, DrmScanOut, DumbAllocator, DumbBackend, FrameGeometry, PixelFormat, Presenter};
+//! use allocator_fb::{DrmCard, DrmScanOut, DumbAllocator, DumbBackend, FrameGeometry, Presenter, ScanOutFormat};
 //! use buffer_core::Wait;
 //!
 //! let card = DrmCard::open("/dev/dri/card0")?;
-//! let frame = FrameGeometry::new(1024, 768, PixelFormat::Xrgb8888)?;
+//! let frame = FrameGeometry::new(1024, 768, ScanOutFormat::Xrgb8888)?;
 //! let allocator = DumbAllocator::new(DumbBackend::for_frames(card, frame)?);
 //! let id = allocator.allocate_pool_with_buffers(3, allocator.backend().frame_size(768), "screen", "display")?;
 //! let pool = allocator.pool(id)?;
@@ -52,7 +52,7 @@ pub use dumb::{
     DrmCard, DumbAllocator, DumbBackend, DumbError, DumbLayout, DumbMemory, ExportError,
 };
 pub use fbdev::{FbAllocator, FbBackend, FbDevice, FbError, FbInfo, FbScanOut};
-pub use format::{FormatError, FrameGeometry, GeometryError, MAX_DIMENSION, PixelFormat};
+pub use format::{FormatError, FrameGeometry, GeometryError, MAX_DIMENSION, ScanOutFormat};
 pub use kms::{DisplayError, DrmScanOut};
 pub use present::{PresentError, Presenter, ScanOut, ShowError};
 pub use regions::{

@@ -10,8 +10,8 @@ use std::os::fd::AsFd;
 
 use allocator_base::PoolAllocator;
 use allocator_fb::{
-    DisplayError, DrmCard, DrmScanOut, DumbAllocator, DumbBackend, ExportError, PixelFormat,
-    PresentError, Presenter, ShowError,
+    DisplayError, DrmCard, DrmScanOut, DumbAllocator, DumbBackend, ExportError, PresentError,
+    Presenter, ScanOutFormat, ShowError,
 };
 use buffer_core::{MemoryKind, Wait};
 use drm::control::Device as _;
@@ -27,13 +27,13 @@ fn card() -> DrmCard {
 }
 
 allocator_base::conformance_tests!(
-    DumbBackend::new(card(), 64, PixelFormat::Xrgb8888).unwrap(),
+    DumbBackend::new(card(), 64, ScanOutFormat::Xrgb8888).unwrap(),
     if available()
 );
 
 /// An allocator of 64-pixel-wide XRGB8888 dumb buffers on `card`.
 fn narrow(card: DrmCard) -> DumbAllocator {
-    DumbAllocator::new(DumbBackend::new(card, 64, PixelFormat::Xrgb8888).unwrap())
+    DumbAllocator::new(DumbBackend::new(card, 64, ScanOutFormat::Xrgb8888).unwrap())
 }
 
 /// A pool of one buffer of `rows` rows.
@@ -49,7 +49,7 @@ fn one_frame_pool(allocator: &DumbAllocator, rows: u32, name: &str) -> buffer_co
 fn display(buffers: u32) -> (DumbAllocator, DrmScanOut, buffer_core::PoolId) {
     let (width, height) = DrmScanOut::preferred_mode(&card()).unwrap();
     let allocator =
-        DumbAllocator::new(DumbBackend::new(card(), width, PixelFormat::Xrgb8888).unwrap());
+        DumbAllocator::new(DumbBackend::new(card(), width, ScanOutFormat::Xrgb8888).unwrap());
     let scan_out = DrmScanOut::new(allocator.backend()).unwrap();
     let size = allocator.backend().frame_size(height);
     let id = allocator
@@ -64,7 +64,8 @@ fn dumb_buffers_have_the_drivers_pitch() {
         return;
     }
     println!("driver: {}", card().driver_name().unwrap());
-    let allocator = DumbAllocator::new(DumbBackend::new(card(), 100, PixelFormat::Rgb565).unwrap());
+    let allocator =
+        DumbAllocator::new(DumbBackend::new(card(), 100, ScanOutFormat::Rgb565).unwrap());
     let size = allocator.backend().frame_size(30);
     let id = allocator
         .allocate_pool_with_buffers(2, size, "drm-pitch", "display")
@@ -144,9 +145,9 @@ fn a_second_master_is_told_the_card_is_busy() {
     if !available() {
         return;
     }
-    let first = DumbBackend::new(card(), 64, PixelFormat::Xrgb8888).unwrap();
+    let first = DumbBackend::new(card(), 64, ScanOutFormat::Xrgb8888).unwrap();
     let _master = DrmScanOut::new(&first).unwrap();
-    let second = DumbBackend::new(card(), 64, PixelFormat::Xrgb8888).unwrap();
+    let second = DumbBackend::new(card(), 64, ScanOutFormat::Xrgb8888).unwrap();
     match DrmScanOut::new(&second) {
         Err(err @ DisplayError::Busy { .. }) => {
             let DisplayError::Busy { source, .. } = &err else {

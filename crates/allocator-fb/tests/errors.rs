@@ -1,7 +1,7 @@
 //! Opening things that are not display devices, and asking for impossible buffers: clear errors,
 //! on any machine.
 
-use allocator_fb::{DrmCard, FbDevice, FrameGeometry, OpenError, PixelFormat};
+use allocator_fb::{DrmCard, FbDevice, FrameGeometry, OpenError, ScanOutFormat};
 
 fn regular_file() -> std::path::PathBuf {
     let path =
@@ -65,11 +65,11 @@ fn another_device_is_not_a_display() {
 #[test]
 fn impossible_sizes_and_formats_are_rejected() {
     for (width, height) in [(0, 480), (640, 0), (20_000, 480), (640, 70_000)] {
-        let err = FrameGeometry::new(width, height, PixelFormat::Xrgb8888).unwrap_err();
+        let err = FrameGeometry::new(width, height, ScanOutFormat::Xrgb8888).unwrap_err();
         assert!(err.to_string().contains("between 1 and 16384"), "{err}");
     }
     for fourcc in [*b"NV12", *b"YUYV", *b"\0\0\0\0"] {
-        let err = PixelFormat::from_fourcc(fourcc).unwrap_err();
+        let err = ScanOutFormat::from_fourcc(fourcc).unwrap_err();
         assert!(err.to_string().contains("XR24"), "{err}");
     }
 }

@@ -13,8 +13,8 @@ use std::thread::JoinHandle;
 
 use allocator_facade::PoolAllocator;
 use allocator_facade::fb::{
-    DrmCard, DrmScanOut, DumbAllocator, DumbBackend, FbAllocator, FbBackend, FbDevice, PixelFormat,
-    Presenter, ScanOut,
+    DrmCard, DrmScanOut, DumbAllocator, DumbBackend, FbAllocator, FbBackend, FbDevice, Presenter,
+    ScanOut, ScanOutFormat,
 };
 use buffer_core::{BufferPool, PortGuard, ReceiveError, Wait};
 
@@ -65,7 +65,7 @@ impl Screen {
         let card = DrmCard::open(path)?;
         let (width, height) = DrmScanOut::preferred_mode(&card)?;
         let device = format!("{} ({})", path.display(), card.driver_name()?);
-        let allocator = DumbAllocator::new(DumbBackend::new(card, width, PixelFormat::Xrgb8888)?);
+        let allocator = DumbAllocator::new(DumbBackend::new(card, width, ScanOutFormat::Xrgb8888)?);
         let size = allocator.backend().frame_size(height);
         let pool_id =
             allocator.allocate_pool_with_buffers(SCREEN_BUFFERS, size, "demo-screen", "display")?;
@@ -90,7 +90,7 @@ impl Screen {
     fn open_fbdev() -> Result<Screen, Box<dyn Error>> {
         let backend = FbBackend::pages(FbDevice::open("/dev/fb0")?)?;
         let info = backend.info().clone();
-        if info.format != Some(PixelFormat::Xrgb8888) {
+        if info.format != Some(ScanOutFormat::Xrgb8888) {
             return Err(format!(
                 "the framebuffer is {} bits per pixel in a layout the demo does not draw; set a 32-bit mode (fbset -depth 32)",
                 info.bits_per_pixel
