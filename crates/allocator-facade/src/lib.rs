@@ -296,8 +296,8 @@ pub fn create_by_name(name: &str) -> Result<AllocatorFacade, CreateAllocatorErro
 pub use allocator_avframe as avframe;
 
 /// The display backend (feature `fb`): pools of scan-out memory
-/// ([`RegionBackend`](allocator_fb::RegionBackend) over regions someone else mapped,
-/// [`FbBackend`](allocator_fb::FbBackend) over `/dev/fbN` pages,
+/// ([`ExternalMemoryBackend`](allocator_fb::ExternalMemoryBackend) over memory ranges someone
+/// else mapped, [`FbBackend`](allocator_fb::FbBackend) over `/dev/fbN` pages,
 /// [`DumbBackend`](allocator_fb::DumbBackend) over DRM dumb buffers) and a
 /// [`Presenter`](allocator_fb::Presenter) that shows filled buffers by panning or page flips.
 #[cfg(feature = "fb")]

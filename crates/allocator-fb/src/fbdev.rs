@@ -11,10 +11,10 @@ use buffer_core::{Buffer, MemoryKind, Ownership};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use crate::device::{FRAMEBUFFER, OpenError};
+use crate::external_memory::{ExternalMemoryBackend, ExternalRange, RangeLease, RangesExhausted};
 use crate::fbdev_sys::{self, FbVarScreeninfo};
 use crate::format::ScanOutFormat;
 use crate::present::{PresentError, ScanOut};
-use crate::regions::{ExternalRegion, RegionBackend, RegionLease, RegionsExhausted};
 
 /// The framebuffer allocator: [`BackendPools`] of framebuffer memory.
 pub type FbAllocator = BackendPools<FbBackend>;
@@ -244,14 +244,14 @@ impl FbScreen {
         })
     }
 
-    /// Regions of `region_len` bytes, one after another from the start of the memory.
-    fn regions(&self, region_len: usize, count: usize) -> Vec<ExternalRegion> {
+    /// Ranges of `range_len` bytes, one after another from the start of the memory.
+    fn ranges(&self, range_len: usize, count: usize) -> Vec<ExternalRange> {
         (0..count)
-            .map(|i| ExternalRegion {
-                addr: self.base.as_ptr().wrapping_add(i * region_len),
+            .map(|i| ExternalRange {
+                addr: self.base.as_ptr().wrapping_add(i * range_len),
                 phys: (self.info.phys_start != 0)
-                    .then(|| self.info.phys_start + (i * region_len) as u64),
-                len: region_len,
+                    .then(|| self.info.phys_start + (i * range_len) as u64),
+                len: range_len,
             })
             .collect()
     }
@@ -265,7 +265,8 @@ impl FbScreen {
 #[derive(Debug)]
 pub struct FbBackend {
     screen: Arc<FbScreen>,
-    regions: RegionBackend,
+    /// Lends the pieces of the mapping.
+    lender: ExternalMemoryBackend,
 }
 
 impl FbBackend {
@@ -281,28 +282,28 @@ impl FbBackend {
     /// up to a multiple of 4096 so every buffer is page-aligned), as many as fit.
     pub fn carved(device: FbDevice, buffer_len: usize) -> Result<FbBackend, FbError> {
         let screen = FbScreen::map(device)?;
-        let region_len = buffer_len.checked_next_multiple_of(4096).unwrap_or(0);
-        if buffer_len == 0 || region_len == 0 || region_len > screen.len {
+        let range_len = buffer_len.checked_next_multiple_of(4096).unwrap_or(0);
+        if buffer_len == 0 || range_len == 0 || range_len > screen.len {
             return Err(FbError::BufferLen {
                 buffer_len,
                 memory_len: screen.len,
             });
         }
-        let count = screen.len / region_len;
-        Ok(FbBackend::over(screen, region_len, count))
+        let count = screen.len / range_len;
+        Ok(FbBackend::over(screen, range_len, count))
     }
 
-    /// A backend lending `count` regions of `region_len` bytes from the start of `screen`.
-    fn over(screen: FbScreen, region_len: usize, count: usize) -> FbBackend {
-        let regions = screen.regions(region_len, count);
-        // SAFETY: the regions are disjoint pieces of the mapping in `screen`, which the backend
+    /// A backend lending `count` ranges of `range_len` bytes from the start of `screen`.
+    fn over(screen: FbScreen, range_len: usize, count: usize) -> FbBackend {
+        let ranges = screen.ranges(range_len, count);
+        // SAFETY: the ranges are disjoint pieces of the mapping in `screen`, which the backend
         // keeps (and every buffer keeps through the backend) until the last buffer is gone; the
         // mapping is readable and writable shared memory.
-        let regions = unsafe { RegionBackend::new(regions, MemoryKind::ScanOut, 1) }
-            .expect("pieces of one mapping are valid, disjoint regions");
+        let lender = unsafe { ExternalMemoryBackend::new(ranges, MemoryKind::ScanOut, 1) }
+            .expect("pieces of one mapping are valid, disjoint ranges");
         FbBackend {
             screen: Arc::new(screen),
-            regions,
+            lender,
         }
     }
 
@@ -313,12 +314,12 @@ impl FbBackend {
 
     /// How many buffers the backend can lend at most.
     pub fn buffer_count(&self) -> usize {
-        self.regions.regions().len()
+        self.lender.ranges().len()
     }
 
     /// Bytes of each buffer it lends.
     pub fn buffer_len(&self) -> usize {
-        self.regions.regions()[0].len
+        self.lender.ranges()[0].len
     }
 
     /// The scan-out path that shows this backend's pages by panning, for a
@@ -330,11 +331,11 @@ impl FbBackend {
     }
 }
 
-// SAFETY: delegates to `RegionBackend`, whose regions lie in the mapping that `self.screen`
+// SAFETY: delegates to `ExternalMemoryBackend`, whose ranges lie in the mapping that `self.screen`
 // keeps alive for as long as the backend (which every buffer keeps) lives.
 unsafe impl Backend for FbBackend {
-    type Memory = RegionLease;
-    type Error = RegionsExhausted;
+    type Memory = RangeLease;
+    type Error = RangesExhausted;
 
     fn name(&self) -> &'static str {
         "fbdev"
@@ -345,19 +346,19 @@ unsafe impl Backend for FbBackend {
     }
 
     fn alignment(&self) -> usize {
-        self.regions.alignment()
+        self.lender.alignment()
     }
 
     fn ownership(&self) -> Ownership {
         Ownership::External
     }
 
-    fn create(&self, size: usize) -> Result<Created<RegionLease>, RegionsExhausted> {
-        self.regions.create(size)
+    fn create(&self, size: usize) -> Result<Created<RangeLease>, RangesExhausted> {
+        self.lender.create(size)
     }
 
-    fn release(&self, memory: RegionLease) {
-        self.regions.release(memory)
+    fn release(&self, memory: RangeLease) {
+        self.lender.release(memory)
     }
 }
 

@@ -2,10 +2,10 @@
 //! pages shown by panning, and DRM dumb buffers shown by page flips and shared as dma-bufs.
 //!
 //! ```text
-//!   RegionBackend ── ExternalRegion list (checked: aligned, disjoint) ── lent, never freed
-//!   FbBackend ────── /dev/fbN pages (yres_virtual / yres) ──────────── FbScanOut: FBIOPAN_DISPLAY
-//!   DumbBackend ──── /dev/dri/cardN dumb buffers (pitch from driver) ── DrmScanOut: set CRTC, flips
-//!                                                                  └─ export(): PRIME dma-buf fd
+//!   ExternalMemoryBackend ── ExternalRange list (checked: aligned, disjoint) ─── lent, never freed
+//!   FbBackend ────────────── /dev/fbN pages (yres_virtual / yres) ──────────── FbScanOut: FBIOPAN_DISPLAY
+//!   DumbBackend ──────────── /dev/dri/cardN dumb buffers (pitch from driver) ── DrmScanOut: set CRTC, flips
+//!                                                                          └─ export(): PRIME dma-buf fd
 //!   Presenter<S: ScanOut>: acquire filled → show → release the buffer it stops showing
 //! ```
 //!
@@ -40,21 +40,22 @@
 
 mod device;
 mod dumb;
+mod external_memory;
 mod fbdev;
 mod fbdev_sys;
 mod format;
 mod kms;
 mod present;
-mod regions;
 
 pub use device::OpenError;
 pub use dumb::{
     DrmCard, DumbAllocator, DumbBackend, DumbError, DumbLayout, DumbMemory, ExportError,
 };
+pub use external_memory::{
+    ExternalMemoryAllocator, ExternalMemoryBackend, ExternalRange, ExternalRangeError, RangeLease,
+    RangesExhausted,
+};
 pub use fbdev::{FbAllocator, FbBackend, FbDevice, FbError, FbInfo, FbScanOut};
 pub use format::{FormatError, FrameGeometry, GeometryError, MAX_DIMENSION, ScanOutFormat};
 pub use kms::{DisplayError, DrmScanOut};
 pub use present::{PresentError, Presenter, ScanOut, ShowError};
-pub use regions::{
-    ExternalRegion, RegionAllocator, RegionBackend, RegionError, RegionLease, RegionsExhausted,
-};

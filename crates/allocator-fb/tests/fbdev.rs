@@ -46,7 +46,7 @@ fn pages_are_buffers_and_presenting_pans_to_them() {
     let err = allocator
         .inject_buffer(id, info.page_len(), buffer_core::Queue::Free)
         .unwrap_err();
-    assert!(err.to_string().contains("no free region"), "{err}");
+    assert!(err.to_string().contains("no free range"), "{err}");
     let pool = allocator.pool(id).unwrap();
     let mut presenter = Presenter::new(allocator.backend().scan_out());
     for round in 0..2 * pages {
