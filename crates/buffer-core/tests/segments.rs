@@ -10,13 +10,14 @@
 //! runs one case again (a case while attached replays the same writes, not the same timing).
 
 mod common;
+mod peer;
 
 use std::fmt;
 use std::io::{BufReader, Write as _};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -27,6 +28,7 @@ use buffer_core::{
     Port, PortGuard, Queue, ReadGuard, SlotState, Subscription, VideoFormat, Wait, WriteGuard,
 };
 use common::{Rng, read_until, role, spawn, wait_exit};
+use peer::RawSegment;
 
 /// Buffers of the pools under test: fewer than their slots, so slots `BUFFERS..CAPACITY` are
 /// vacant.
@@ -788,20 +790,6 @@ impl fmt::Display for Mutation {
     }
 }
 
-const STATES: [SlotState; 11] = [
-    SlotState::Vacant,
-    SlotState::Injecting,
-    SlotState::Free,
-    SlotState::Writing,
-    SlotState::WritingDetached,
-    SlotState::Filled,
-    SlotState::Reading,
-    SlotState::ReadingDetached,
-    SlotState::Removing,
-    SlotState::Publishing,
-    SlotState::Shared,
-];
-
 /// Where the parts of the block under test lie.
 struct Regions {
     layout: Layout,
@@ -944,7 +932,8 @@ impl Regions {
                         0 => rng.below(8) as u32,
                         _ => rng.next() as u32,
                     };
-                    let state = STATES[rng.below(STATES.len() as u64) as usize];
+                    let states: Vec<SlotState> = testing::slot_states().collect();
+                    let state = states[rng.below(states.len() as u64) as usize];
                     let actor = rng.below(4) as u8;
                     let ports = rng.below(4) as u16;
                     Op::Set(testing::slot_word(generation, state, actor, ports))
@@ -1028,86 +1017,22 @@ impl Mutation {
     }
 }
 
-/// A shared mapping of a live segment's block, written as a scribbling peer would: with plain
-/// atomic stores, while the pool's processes work on it.
-struct RawBlock {
-    base: *mut u8,
-    len: usize,
-}
-
-impl RawBlock {
-    fn map(segment: &str, len: usize) -> RawBlock {
-        let file = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .open(shm_path(segment))
-            .unwrap();
-        assert!(file.metadata().unwrap().len() >= len as u64);
-        // SAFETY: a new mapping, where the kernel chooses (null hint), of `len` bytes of a file
-        // at least that long (asserted); it aliases nothing of this process's, and this process
-        // accesses it only with atomics (`write`) until `drop` unmaps it. The mapping keeps the
-        // file's memory alive after `file` is closed.
-        let base = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                len,
-                rustix::mm::ProtFlags::READ | rustix::mm::ProtFlags::WRITE,
-                rustix::mm::MapFlags::SHARED,
-                &file,
-                0,
-            )
-        }
-        .unwrap();
-        RawBlock {
-            base: base.cast(),
-            len,
-        }
-    }
-
-    fn write(&self, mutation: Mutation) {
-        let width = usize::from(mutation.width);
-        assert!(mutation.offset.is_multiple_of(width) && mutation.offset + width <= self.len);
-        let at = self.base.wrapping_add(mutation.offset);
-        let (set, mask) = match mutation.op {
-            Op::Set(value) => (Some(value), 0),
-            Op::Xor(mask) => (None, mask),
-        };
-        match width {
-            1 => {
-                // SAFETY: `at` lies inside the mapping (asserted above), which lives as long as
-                // `self`; every process touches the block's words atomically, as this does.
-                let word = unsafe { AtomicU8::from_ptr(at) };
-                match set {
-                    Some(value) => word.store(value as u8, Ordering::Relaxed),
-                    None => _ = word.fetch_xor(mask as u8, Ordering::Relaxed),
-                }
-            }
-            4 => {
-                // SAFETY: as for a byte; `at` is 4-aligned (the mapping is page-aligned and the
-                // offset a multiple of 4, asserted above).
-                let word = unsafe { AtomicU32::from_ptr(at.cast()) };
-                match set {
-                    Some(value) => word.store(value as u32, Ordering::Relaxed),
-                    None => _ = word.fetch_xor(mask as u32, Ordering::Relaxed),
-                }
-            }
-            _ => {
-                // SAFETY: as for a byte; `at` is 8-aligned (as for 4 bytes).
-                let word = unsafe { AtomicU64::from_ptr(at.cast()) };
-                match set {
-                    Some(value) => word.store(value, Ordering::Relaxed),
-                    None => _ = word.fetch_xor(mask, Ordering::Relaxed),
-                }
-            }
-        }
-    }
-}
-
-impl Drop for RawBlock {
-    fn drop(&mut self) {
-        // SAFETY: `base` and `len` are the mapping `map` made, and nothing refers into it after
-        // `write` returns.
-        unsafe { rustix::mm::munmap(self.base.cast(), self.len) }.unwrap();
+/// Writes `mutation` into the live block of `raw` (the first `block_len` bytes of the segment)
+/// as a scribbling peer would: with plain atomic stores, while the pool's processes work on it.
+fn scribble(raw: &RawSegment, block_len: usize, mutation: Mutation) {
+    let width = usize::from(mutation.width);
+    assert!(
+        mutation.offset + width <= block_len,
+        "a mutation outside the block"
+    );
+    let (offset, relaxed) = (mutation.offset, Ordering::Relaxed);
+    match (width, mutation.op) {
+        (1, Op::Set(value)) => raw.u8_at(offset).store(value as u8, relaxed),
+        (1, Op::Xor(mask)) => _ = raw.u8_at(offset).fetch_xor(mask as u8, relaxed),
+        (4, Op::Set(value)) => raw.u32_at(offset).store(value as u32, relaxed),
+        (4, Op::Xor(mask)) => _ = raw.u32_at(offset).fetch_xor(mask as u32, relaxed),
+        (_, Op::Set(value)) => raw.u64_at(offset).store(value, relaxed),
+        (_, Op::Xor(mask)) => _ = raw.u64_at(offset).fetch_xor(mask, relaxed),
     }
 }
 
@@ -1422,7 +1347,7 @@ fn run_live(case: Case, regions: &Regions) -> Report {
         let ended = owner.finish(Instant::now());
         panic!("the owner of case {case} did not create its pool: {ended}");
     }
-    let raw = RawBlock::map(&segment, regions.layout.block_len);
+    let raw = RawSegment::map(&segment);
     let mut victim = Running::start(&vars, "attach-and-use");
     if !early {
         victim.wait_for("attached", Instant::now() + CHILD_DEADLINE);
@@ -1432,7 +1357,7 @@ fn run_live(case: Case, regions: &Regions) -> Report {
     while started.elapsed() < run + Duration::from_millis(20) && !victim.done() {
         for _ in 0..1 + rng.below(4) {
             let mutation = regions.mutation(&mut rng);
-            raw.write(mutation);
+            scribble(&raw, regions.layout.block_len, mutation);
             writes.push((started.elapsed().as_micros() as u64, mutation));
         }
         std::thread::sleep(Duration::from_micros(rng.below(2 * pause_us)));

@@ -79,7 +79,7 @@ pub enum SlotState {
 }
 
 impl SlotState {
-    fn from_word(word: u32) -> Option<SlotState> {
+    pub(crate) fn from_word(word: u32) -> Option<SlotState> {
         Some(match word {
             0 => SlotState::Vacant,
             1 => SlotState::Injecting,

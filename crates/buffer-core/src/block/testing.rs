@@ -11,6 +11,11 @@ use crate::lockfree::wait::WaitWord;
 
 pub use crate::lockfree::wait::disable_idle_polling;
 
+/// Every state a slot's state word can name, in the order of their numbers.
+pub fn slot_states() -> impl Iterator<Item = SlotState> {
+    (0..=u32::from(u8::MAX)).filter_map(SlotState::from_word)
+}
+
 /// Byte offsets, from the segment's start, of the words a test writes as a peer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Layout {

@@ -539,17 +539,13 @@ impl fmt::Display for Queue {
 mod tests {
     use super::*;
 
-    fn shape(capacity: u32) -> Shape {
-        Shape {
-            capacity,
-            ports: 3,
-            port_depth: 4,
-        }
-    }
-
     #[test]
     fn init_publishes_identity_and_empty_state() {
-        let layout = BlockLayout::new(shape(4));
+        let layout = BlockLayout::new(Shape {
+            capacity: 4,
+            ports: 3,
+            port_depth: 4,
+        });
         let owner = Block::init(
             Region::private(layout.len).unwrap(),
             layout,

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses a part
 
 use std::os::fd::AsFd;
-use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
 /// A shared mapping of a whole segment file.
 pub struct RawSegment {
@@ -62,24 +62,39 @@ impl RawSegment {
         self.base.wrapping_add(offset).cast()
     }
 
+    /// The byte at `offset`, to access atomically as every process does.
+    pub fn u8_at(&self, offset: usize) -> &AtomicU8 {
+        // SAFETY: inside the mapping (checked in `at`), which lives as long as `self`; every
+        // process touches the block's words atomically, as this does.
+        unsafe { AtomicU8::from_ptr(self.at(offset)) }
+    }
+
+    /// The `u32` at `offset` (4-aligned), to access atomically.
+    pub fn u32_at(&self, offset: usize) -> &AtomicU32 {
+        // SAFETY: as in `u8_at`; `at` checked the alignment.
+        unsafe { AtomicU32::from_ptr(self.at(offset)) }
+    }
+
+    /// The `u64` at `offset` (8-aligned), to access atomically.
+    pub fn u64_at(&self, offset: usize) -> &AtomicU64 {
+        // SAFETY: as in `u8_at`; `at` checked the alignment.
+        unsafe { AtomicU64::from_ptr(self.at(offset)) }
+    }
+
     pub fn load_u64(&self, offset: usize) -> u64 {
-        // SAFETY: inside the mapping and aligned (checked in `at`); every access is atomic.
-        unsafe { AtomicU64::from_ptr(self.at(offset)) }.load(Ordering::SeqCst)
+        self.u64_at(offset).load(Ordering::SeqCst)
     }
 
     pub fn store_u64(&self, offset: usize, value: u64) {
-        // SAFETY: as in `load_u64`.
-        unsafe { AtomicU64::from_ptr(self.at(offset)) }.store(value, Ordering::SeqCst)
+        self.u64_at(offset).store(value, Ordering::SeqCst)
     }
 
     pub fn store_u32(&self, offset: usize, value: u32) {
-        // SAFETY: as in `load_u64`.
-        unsafe { AtomicU32::from_ptr(self.at(offset)) }.store(value, Ordering::SeqCst)
+        self.u32_at(offset).store(value, Ordering::SeqCst)
     }
 
     pub fn load_u32(&self, offset: usize) -> u32 {
-        // SAFETY: as in `load_u64`.
-        unsafe { AtomicU32::from_ptr(self.at(offset)) }.load(Ordering::SeqCst)
+        self.u32_at(offset).load(Ordering::SeqCst)
     }
 }
 
