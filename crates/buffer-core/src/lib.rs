@@ -6,7 +6,7 @@
 //! (`cargo xtask layers` checks it, in CI):
 //!
 //! ```text
-//!  ext/       tiered pools, bytes interop, the counting allocator      public API only
+//!  ext/       tiered pools, bytes interop, the counting allocator      built on pool/
 //!  pool/      BufferPool, PoolOwner, open/attach, guards, holds,       the public API; every
 //!             ports, futures, inspection, errors                        `impl BufferPool`
 //!  block/     layout, slots, port entries, process table, view,        the #[repr(C)] pool block
@@ -80,38 +80,44 @@
 // layers above.
 #![cfg_attr(loom, allow(dead_code))]
 
-/// Declares the items given for every build except the loom model check, which compiles the two
-/// bottom layers alone (loom's atomics cannot live in a mapped block).
-macro_rules! above_the_loom_layers {
-    ($($item:item)*) => { $( #[cfg(not(loom))] $item )* };
-}
-
+// The loom model check compiles the two bottom layers alone (loom's atomics cannot live in a
+// mapped block): one `cfg` per layer above them, and one on their re-exports.
 mod lockfree;
 mod sync;
 
-above_the_loom_layers! {
-    mod block;
-    mod ext;
-    mod pool;
-    mod shm;
+#[cfg(not(loom))]
+mod block;
+#[cfg(not(loom))]
+mod ext;
+#[cfg(not(loom))]
+mod pool;
+#[cfg(not(loom))]
+mod shm;
 
-    pub use self::block::{
+/// Where a pool block's parts lie, for this workspace's tests of hostile peers.
+#[cfg(not(loom))]
+#[doc(hidden)]
+pub use self::block::testing;
+pub use self::sync::shm_safe::ShmSafe;
+#[cfg(not(loom))]
+pub use self::{
+    block::{
         layout::{MAX_CAPACITY, MAX_CATEGORY_LEN, MAX_NAME_LEN, SHARE_TOKEN_LEN},
         memory_kind::{MemoryKind, Ownership},
         meta::{FrameMeta, MAX_PLANES, MetaMut, PixelFormat, Plane, VideoFormat},
         process::MAX_PROCESSES,
         slot::SlotState,
         view::Queue,
-    };
-    #[doc(hidden)]
-    pub use self::block::testing;
-    pub use self::ext::alloc_count;
-    pub use self::ext::tiered::{
-        ClassStats, CreateTieredError, SizeClass, TieredAcquireError, TieredPool, TieredStats,
-        WhenEmpty,
-    };
-    pub use self::lockfree::wait::Wait;
-    pub use self::pool::{
+    },
+    ext::{
+        alloc_count,
+        tiered::{
+            ClassStats, CreateTieredError, SizeClass, TieredAcquireError, TieredPool, TieredStats,
+            WhenEmpty,
+        },
+    },
+    lockfree::wait::Wait,
+    pool::{
         async_acquire::{AcquireFilled, AcquireFree},
         config::{DEFAULT_CAPACITY, PoolConfig},
         error::{
@@ -129,21 +135,19 @@ above_the_loom_layers! {
         owner::PoolOwner,
         port,
         port::{
-            DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published, Receive,
-            Subscription,
+            DEFAULT_PORT_DEPTH, MAX_PORT_DEPTH, MAX_PORT_NAME_LEN, MAX_PORTS, Port, Published,
+            Receive, Subscription,
         },
         stats::{Counts, Stats},
-    };
-    pub use self::shm::{
+    },
+    shm::{
         liveness::CLEANUP_LOCK_BYTE,
         region::{REGION_ALIGN, Region, RegionError},
         segment::{
             DEFAULT_SEGMENT_MODE, MAX_SEGMENT_NAME_LEN, SegmentError, SegmentName, SegmentNameError,
         },
-    };
-}
-
-pub use self::sync::shm_safe::ShmSafe;
+    },
+};
 
 /// This crate's README (the one it is published with), compiled and run as a doc test so that
 /// it cannot go stale.

@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64};
 use crate::block::port_entry::{MAX_PORT_DEPTH, MAX_PORTS, PortEntry};
 use crate::block::process::{MAX_PROCESSES, ProcessEntry};
 use crate::block::slot::Slot;
-use crate::lockfree::queue::{cells_for, QueueCell, QueueCtrl};
+use crate::lockfree::queue::{QueueCell, QueueCtrl, cells_for};
 use crate::lockfree::wait::WaitWord;
 use crate::shm::region::REGION_ALIGN;
 use crate::sync::shm_safe::{CachePadded, ShmSafe};

@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-
 /// Which kind of memory a buffer lives in.
 ///
 /// # Examples
@@ -104,4 +103,3 @@ pub enum Ownership {
     /// Someone else owns the memory; the pool never frees it.
     External,
 }
-

@@ -4,9 +4,8 @@
 
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 
-
 use crate::lockfree::wait::WaitWord;
-use crate::sync::shm_safe::{CachePadded, load_bytes, ShmSafe};
+use crate::sync::shm_safe::{CachePadded, ShmSafe, load_bytes};
 
 /// Most ports one pool can have.
 pub const MAX_PORTS: usize = 16;
@@ -123,4 +122,3 @@ impl PortEntry {
         )
     }
 }
-

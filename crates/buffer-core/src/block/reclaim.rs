@@ -44,9 +44,9 @@ use crate::lockfree::queue::{CellChange, CellState, QueueRef, Stalled};
 use crate::lockfree::wait::wake_one;
 use crate::shm::liveness::Liveness;
 
-/// [`BufferPool::reclaim_dead`] for the process whose actor number is `me` (0 if it has none
-/// yet), asking the kernel through `liveness`.
-pub(crate) fn reclaim_dead_with(block: BlockView, liveness: &Liveness, me: u8) -> usize {
+/// What `BufferPool::reclaim_dead` does, for the process whose actor number is `me` (0 if it has
+/// none yet), asking the kernel through `liveness`.
+pub(crate) fn reclaim_dead_with(block: BlockView<'_>, liveness: &Liveness, me: u8) -> usize {
     let dead = |actor: u8| {
         let record = block.process(actor)?.read()?;
         (record.is_reaping() || liveness.is_dead(actor)).then_some(record)
@@ -87,7 +87,7 @@ pub(crate) fn reclaim_dead_with(block: BlockView, liveness: &Liveness, me: u8) -
 /// Reclaims what `dead` held, acting as `me` (`dead` itself when a process gives back what it
 /// still holds as it detaches); returns the buffers put back on the free queue. The caller
 /// holds the cleanup lock.
-pub(crate) fn reap(block: BlockView, dead: u8, me: u8) -> usize {
+pub(crate) fn reap(block: BlockView<'_>, dead: u8, me: u8) -> usize {
     let header = block.header();
     header.free_wait.forget(dead);
     header.filled_wait.forget(dead);
@@ -119,7 +119,7 @@ fn queued_state(queue: Queue) -> SlotState {
 }
 
 /// Cells of `queue` that `dead` took and did not release.
-fn finish_takes(block: BlockView, queue: Queue, dead: u8, me: u8) -> usize {
+fn finish_takes(block: BlockView<'_>, queue: Queue, dead: u8, me: u8) -> usize {
     let (ring, _) = block.queue(queue);
     let mut back = 0;
     for (index, cell) in ring.cells() {
@@ -149,7 +149,7 @@ fn finish_takes(block: BlockView, queue: Queue, dead: u8, me: u8) -> usize {
 }
 
 /// Cells of port `port` that `dead` reserved or took; its subscription.
-fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
+fn finish_port_cells(block: BlockView<'_>, port: usize, dead: u8, me: u8) {
     let ring = block.port_queue(port);
     let entry = block.port(port);
     let bit = 1u16 << port;
@@ -199,7 +199,7 @@ fn finish_port_cells(block: BlockView, port: usize, dead: u8, me: u8) {
 }
 
 /// Buffers whose state word names `dead`, and port references left without a cell.
-fn finish_slots(block: BlockView, dead: u8, me: u8) -> usize {
+fn finish_slots(block: BlockView<'_>, dead: u8, me: u8) -> usize {
     let capacity = block.capacity();
     // State words first, cells second (see the module docs).
     let words: Vec<SlotWord> = (0..capacity).map(|i| block.slot(i).word()).collect();
@@ -284,7 +284,7 @@ fn presence(ring: QueueRef<'_>, capacity: u32) -> Vec<bool> {
 
 /// Puts slot `index`, whose state word now names the reaper, on `queue` (which a stalled
 /// taker cannot block: see the queue module).
-fn requeue(block: BlockView, queue: Queue, index: u32) {
+fn requeue(block: BlockView<'_>, queue: Queue, index: u32) {
     let (ring, word) = block.queue(queue);
     if ring.push(index, Stalled::Pass).is_ok() {
         wake_one(word);

@@ -304,8 +304,10 @@ impl Slot {
             .store(u32::from(ownership == Ownership::Owned), Ordering::Relaxed);
         self.phys_addr
             .store(phys.unwrap_or(NO_PHYS), Ordering::Relaxed);
-        self.added_at
-            .store((crate::shm::clock::coarse_now() >> 32) as u32, Ordering::Relaxed);
+        self.added_at.store(
+            (crate::shm::clock::coarse_now() >> 32) as u32,
+            Ordering::Relaxed,
+        );
     }
 
     /// Whether the buffer leaves the pool when released ([`ONE_TIME`]).
@@ -427,7 +429,12 @@ mod tests {
         let mut written = FrameMeta {
             timestamp_ns: -5,
             sequence: 9,
-            video: crate::block::meta::VideoFormat::packed(crate::block::meta::PixelFormat::RGBA, 3, 2, 4),
+            video: crate::block::meta::VideoFormat::packed(
+                crate::block::meta::PixelFormat::RGBA,
+                3,
+                2,
+                4,
+            ),
             ..FrameMeta::default()
         };
         written.bytes_used = 17;

@@ -4,12 +4,14 @@
 //! checks everything a process will ever follow in a block another process made, and returns
 //! copies of what it checked.
 
-use std::mem::{align_of, size_of};
 use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
 use std::ptr::NonNull;
 use std::sync::atomic::{AtomicU8, AtomicU32, Ordering};
 
-use crate::block::layout::{BlockLayout, BUFFER_ALIGN, FLAG_HOLD_TIMES, LAYOUT_VERSION, MAGIC, PoolHeader, Shape};
+use crate::block::layout::{
+    BUFFER_ALIGN, BlockLayout, FLAG_HOLD_TIMES, LAYOUT_VERSION, MAGIC, PoolHeader, Shape,
+};
 use crate::block::memory_kind::MemoryKind;
 use crate::block::port_entry::PortEntry;
 use crate::block::process::{MAX_PROCESSES, ProcessEntry};
@@ -17,7 +19,7 @@ use crate::block::slot::{FOREIGN, NO_OFFSET, Slot, SlotState, SlotWord};
 use crate::lockfree::queue::{QueueCell, QueueCtrl, QueueRef};
 use crate::lockfree::wait::WaitWord;
 use crate::shm::region::Region;
-use crate::sync::shm_safe::{load_bytes, ShmSafe};
+use crate::sync::shm_safe::{ShmSafe, load_bytes};
 use std::fmt;
 
 /// What a block says about the pool in it, copied out of the block once.
@@ -60,9 +62,9 @@ pub(crate) struct BlockAddress {
     layout: BlockLayout,
 }
 
-// SAFETY: an address only gives access (through a view) to `ShmSafe` structures made of
-// atomics, and to slot metadata under the ownership protocol of `block/slot.rs`; both are meant for
-// use from many threads.
+// SAFETY: an address only gives access (through a view) to `ShmSafe` structures made of atomics,
+// and to slot metadata under the ownership protocol of `block/slot.rs`; both are meant for use from
+// many threads.
 unsafe impl Send for BlockAddress {}
 // SAFETY: as for `Send`.
 unsafe impl Sync for BlockAddress {}
@@ -187,15 +189,9 @@ impl Block {
                 needed: size_of::<PoolHeader>(),
             });
         }
-        // SAFETY: the view borrows `region`, which holds at least the header (checked above),
-        // all a view of the empty shape reads.
-        let probe = unsafe {
-            BlockAddress {
-                base: region.base(),
-                layout: BlockLayout::new(Shape::EMPTY),
-            }
-            .view()
-        };
+        // SAFETY: `region` holds at least the header (checked above), all that a view of the
+        // empty shape reads.
+        let probe = unsafe { BlockView::over(&region, BlockLayout::new(Shape::EMPTY)) };
         let header = probe.header();
         let magic = header.magic.load(Ordering::Acquire);
         if magic != MAGIC {
@@ -210,9 +206,7 @@ impl Block {
             ports: header.ports.load(Ordering::Relaxed),
             port_depth: header.port_depth.load(Ordering::Relaxed),
         };
-        shape
-            .check()
-            .map_err(BlockDefect::Shape)?;
+        shape.check().map_err(BlockDefect::Shape)?;
         let layout = BlockLayout::new(shape);
         let stored = header.block_len.load(Ordering::Relaxed);
         if stored != layout.len as u64 || layout.len > region.len() {
@@ -234,12 +228,8 @@ impl Block {
         if name.is_empty() {
             return Err(BlockDefect::Corrupt("pool name".into()));
         }
-        let address = BlockAddress {
-            base: region.base(),
-            layout,
-        };
-        // SAFETY: the view borrows `region`, which holds the whole layout (checked above).
-        let view = unsafe { address.view() };
+        // SAFETY: `region` holds the whole layout (checked above).
+        let view = unsafe { BlockView::over(&region, layout) };
         let ports = (0..shape.ports as usize)
             .map(|index| {
                 (view.port(index).name())
@@ -324,6 +314,10 @@ impl Block {
             hold_times: header.flags.load(Ordering::Relaxed) & FLAG_HOLD_TIMES != 0,
             ports,
         };
+        let address = BlockAddress {
+            base: region.base(),
+            layout,
+        };
         let block = Block { region, address };
         Ok((block, identity, buffers))
     }
@@ -358,10 +352,28 @@ impl Block {
 }
 
 impl<'b> BlockView<'b> {
+    /// A view of the block `layout` describes at the start of `region`, borrowing `region`.
+    ///
+    /// # Safety
+    ///
+    /// `region` must hold all that the view will read: the whole layout (or, for the layout of
+    /// [`Shape::EMPTY`], the header alone).
+    unsafe fn over(region: &'b Region, layout: BlockLayout) -> BlockView<'b> {
+        let address = BlockAddress {
+            base: region.base(),
+            layout,
+        };
+        // SAFETY: the view borrows `region`, so the memory stays mapped for `'b`; the caller
+        // guarantees its extent.
+        unsafe { address.view() }
+    }
+
     /// Pointer to a `T` at `offset`, checked to lie inside the region and be aligned.
     #[inline(always)]
     fn at<T: ShmSafe>(self, offset: usize) -> NonNull<T> {
-        debug_assert!(offset + size_of::<T>() <= self.address.layout.len.max(size_of::<PoolHeader>()));
+        debug_assert!(
+            offset + size_of::<T>() <= self.address.layout.len.max(size_of::<PoolHeader>())
+        );
         debug_assert_eq!(offset % align_of::<T>(), 0);
         // SAFETY: `offset` lies inside the block (asserted above; every caller passes an offset
         // from `self.address.layout`, and the region holds the whole layout, as `init` asserted and

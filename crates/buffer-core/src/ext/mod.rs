@@ -1,6 +1,6 @@
-//! Layer 6, the top: what is built on the public pool API alone. Size-classed pools behind one
-//! `acquire(size)`, `bytes` interoperation, and the counting allocator that tests and the demo
-//! use to show the fast path allocates nothing.
+//! Layer 6, the top: what is built on the pool layer. Size-classed pools behind one
+//! `acquire(size)`, `bytes` interoperation, and the counting allocator that tests and the demo use
+//! to show the fast path allocates nothing.
 
 pub mod alloc_count;
 #[cfg(feature = "bytes")]

@@ -31,7 +31,7 @@ use std::time::{Duration, Instant};
 use parking_lot::{Condvar, Mutex};
 
 use crate::block::view::Queue;
-use crate::lockfree::wait::{idle_slice, WaitWord, wake_one};
+use crate::lockfree::wait::{WaitWord, idle_slice, wake_one};
 use crate::pool::error::AcquireError;
 use crate::pool::guard::{ReadGuard, WriteGuard};
 use crate::pool::handle::BufferPool;

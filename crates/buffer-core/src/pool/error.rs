@@ -13,7 +13,6 @@ use crate::pool::ids::{BufferId, PoolId};
 use crate::pool::stats::Counts;
 use crate::shm::segment::{OpenError, SegmentError, SegmentName, SegmentNameError};
 
-
 /// A pool could not be created.
 ///
 /// # Examples
@@ -397,7 +396,6 @@ pub enum RemoveError {
         pool: Arc<str>,
     },
 }
-
 
 /// A process could not attach to a shared pool.
 ///

@@ -5,7 +5,7 @@
 
 use std::sync::atomic::Ordering;
 
-use crate::block::layout::{align_up, BlockLayout, SHARE_TOKEN_LEN};
+use crate::block::layout::{BlockLayout, SHARE_TOKEN_LEN, align_up};
 use crate::block::local::LocalBuffer;
 use crate::block::memory_kind::MemoryKind;
 use crate::block::slot::FOREIGN;
@@ -19,7 +19,6 @@ use crate::pool::owner::PoolOwner;
 use crate::shm::region::REGION_ALIGN;
 use crate::shm::segment::SegmentName;
 use crate::sync::shm_safe::copy_from_shared;
-
 
 /// One buffer of a foreign shared pool, as its creator adds it: its memory in the creating
 /// process, and the token other processes open it by.

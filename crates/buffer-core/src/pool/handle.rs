@@ -11,16 +11,17 @@ use crate::block::local::{LocalBuffer, LocalSlots};
 use crate::block::meta::FrameMeta;
 use crate::block::process::ProcessRecord;
 use crate::block::slot::{Slot, SlotState, SlotWord};
-use crate::block::view::{Block, BlockAddress, BlockView, Queue};
+use crate::block::view::{Block, BlockView, Queue};
 use crate::lockfree::queue::Stalled;
-use crate::lockfree::wait::{Sleepers, Wait, wait_for, Waitable, WaitFailure, wake_all, wake_one};
+use crate::lockfree::wait::{Sleepers, Wait, WaitFailure, Waitable, wait_for, wake_all, wake_one};
 use crate::pool::async_acquire::{AsyncWaiters, WaitSource};
+use crate::pool::attachment::Attachment;
 use crate::pool::error::{AcquireError, RedeemError, SlotStateName};
 use crate::pool::guard::{ReadGuard, WriteGuard};
 use crate::pool::ids::{BufferId, PoolId};
 use crate::pool::memory::{Buffer, KeepAlive};
 use crate::pool::stats::{Counts, Stats};
-use crate::shm::clock::{coarse_now, NOT_RECORDED};
+use crate::shm::clock::{NOT_RECORDED, coarse_now};
 use crate::shm::fork::ForkTracking;
 use crate::shm::liveness::Liveness;
 use crate::shm::segment::SegmentName;
@@ -101,9 +102,6 @@ pub(crate) struct PoolInner {
 /// ```
 #[derive(Clone)]
 pub struct BufferPool {
-    /// Where the block lies, kept here (not behind the `Arc`) so that the fast path reaches the
-    /// block with one load less; read only through [`BufferPool::block`].
-    pub(super) address: BlockAddress,
     /// This process's actor number, recorded in the slots of the buffers it holds.
     pub(crate) actor: u8,
     /// Whether acquiring records the time (the block's `FLAG_HOLD_TIMES`, copied so that the
@@ -113,16 +111,15 @@ pub struct BufferPool {
     /// pass stalled takers' cells, and its guards are claimed in this process's slot table
     /// (see the `local` module); a private pool's are neither.
     pub(crate) peers: bool,
-    pub(crate) inner: Arc<PoolInner>,
+    /// This process's state beside the block, and the block (see [`Attachment`]).
+    pub(crate) inner: Attachment,
 }
 
 impl BufferPool {
     /// The pool's block, for as long as this handle is borrowed.
     #[inline(always)]
     pub(crate) fn block(&self) -> BlockView<'_> {
-        // SAFETY: `address` came from the block that `inner` owns, and `inner` lives at least as
-        // long as `self` is borrowed.
-        unsafe { self.address.view() }
+        self.inner.block()
     }
 
     /// The pool's id (the same in every process attached to a shared pool).
@@ -175,7 +172,9 @@ impl BufferPool {
     /// The guard of free buffer `index`, just taken: its metadata reset for the new holder.
     #[inline(always)]
     pub(crate) fn free_guard(&self, index: u32, generation: u32) -> WriteGuard<'_> {
-        self.block().slot(index).reset_meta(self.len_of(index) as u64);
+        self.block()
+            .slot(index)
+            .reset_meta(self.len_of(index) as u64);
         self.note_free_level();
         WriteGuard::new(self, index, generation)
     }

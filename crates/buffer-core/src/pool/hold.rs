@@ -208,7 +208,7 @@ impl fmt::Debug for BufferHold {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{pool::config::PoolConfig, lockfree::wait::Wait};
+    use crate::{lockfree::wait::Wait, pool::config::PoolConfig};
 
     #[test]
     fn a_published_hold_keeps_its_reference_until_dropped() {

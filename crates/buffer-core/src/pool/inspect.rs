@@ -122,7 +122,10 @@ impl BufferPool {
             let offset = (addr as usize).checked_sub(start)?;
             (start != 0 && offset < self.len_of(index)).then(|| {
                 let generation = self.slot(index).word().generation;
-                (crate::pool::ids::BufferId::new(self.id(), index, generation), offset)
+                (
+                    crate::pool::ids::BufferId::new(self.id(), index, generation),
+                    offset,
+                )
             })
         })
     }
@@ -365,20 +368,21 @@ impl BufferPool {
         use crate::lockfree::queue::CellState;
         let capacity = self.capacity();
         let mut problems = Vec::new();
-        let count = |ring: crate::lockfree::queue::QueueRef<'_>, what: &str, problems: &mut Vec<String>| {
-            let mut seen = vec![0u32; capacity as usize];
-            for (index, cell) in ring.cells() {
-                match cell.state {
-                    CellState::Empty => {}
-                    CellState::Full if cell.value < capacity => seen[cell.value as usize] += 1,
-                    state => problems.push(format!(
-                        "{what} cell {index} is {state:?} (actor {}, value {})",
-                        cell.actor, cell.value
-                    )),
+        let count =
+            |ring: crate::lockfree::queue::QueueRef<'_>, what: &str, problems: &mut Vec<String>| {
+                let mut seen = vec![0u32; capacity as usize];
+                for (index, cell) in ring.cells() {
+                    match cell.state {
+                        CellState::Empty => {}
+                        CellState::Full if cell.value < capacity => seen[cell.value as usize] += 1,
+                        state => problems.push(format!(
+                            "{what} cell {index} is {state:?} (actor {}, value {})",
+                            cell.actor, cell.value
+                        )),
+                    }
                 }
-            }
-            seen
-        };
+                seen
+            };
         let free = count(self.block().free_queue(), "free queue", &mut problems);
         let filled = count(self.block().filled_queue(), "filled queue", &mut problems);
         let ports: Vec<Vec<u32>> = (0..self.block().shape().ports as usize)

@@ -1,8 +1,8 @@
 //! How a pool is handed new memory ([`BufferMemory`], kept alive by its [`KeepAlive`]), and
 //! how a buffer is described to users ([`Buffer`]).
 
-use std::fmt;
 use crate::block::memory_kind::{MemoryKind, Ownership};
+use std::fmt;
 
 /// Keeps one buffer's memory alive; dropping it releases the memory (for example through an
 /// allocator backend).

@@ -4,6 +4,7 @@
 //! operation. Every `impl BufferPool` is here.
 
 pub(crate) mod async_acquire;
+pub(crate) mod attachment;
 pub(crate) mod config;
 pub(crate) mod error;
 pub(crate) mod foreign;

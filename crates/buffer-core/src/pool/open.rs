@@ -1,18 +1,18 @@
 //! Making a pool handle: creating a pool in private memory or in a new shared-memory segment,
 //! attaching to a segment another process created, and taking this process's entry in the block.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::block::layout::{align_up, BlockLayout};
+use crate::block::layout::{BlockLayout, align_up};
 use crate::block::local::{LocalBuffer, LocalSlots};
 use crate::block::memory_kind::{MemoryKind, Ownership};
 use crate::block::process::MAX_PROCESSES;
 use crate::block::view::{AttachedBuffer, Block, BlockIdentity, PoolIdentity, Queue};
 use crate::lockfree::wait::Sleepers;
 use crate::pool::async_acquire::AsyncWaiters;
+use crate::pool::attachment::Attachment;
 use crate::pool::config::PoolConfig;
 use crate::pool::error::{AttachError, CreatePoolError};
 use crate::pool::handle::{BufferPool, PoolInner};
@@ -20,7 +20,7 @@ use crate::pool::ids::PoolId;
 use crate::pool::memory::BufferMemory;
 use crate::pool::owner::PoolOwner;
 use crate::shm::liveness::Liveness;
-use crate::shm::region::{Region, REGION_ALIGN};
+use crate::shm::region::{REGION_ALIGN, Region};
 use crate::shm::segment::{Mapped, Segment, SegmentName, Unnamed};
 
 /// Where a new block goes, and what it is called there.
@@ -148,7 +148,14 @@ impl BufferPool {
             // `Block::attach` checked on the very values used here.
             let at = unsafe { base.add(offset) };
             if foreign {
-                crate::pool::foreign::open_foreign(&pool, index, size, kind, at, open.as_deref_mut())?;
+                crate::pool::foreign::open_foreign(
+                    &pool,
+                    index,
+                    size,
+                    kind,
+                    at,
+                    open.as_deref_mut(),
+                )?;
             } else {
                 pool.inner.local.set(
                     index,
@@ -219,7 +226,6 @@ impl BufferPool {
         liveness: Liveness,
         segment: Option<SegmentName>,
     ) -> Option<BufferPool> {
-        let address = block.address();
         let view = block.view();
         let pid = std::process::id();
         // Tracked before the lock is taken: a child forked from now on drops the file the lock
@@ -270,11 +276,10 @@ impl BufferPool {
             sleepers: (0..waits).map(|_| Sleepers::of(actor)).collect(),
         };
         Some(BufferPool {
-            address,
             actor,
             hold_times: identity.hold_times,
             peers: inner.segment.is_some(),
-            inner: Arc::new(inner),
+            inner: Attachment::new(inner),
         })
     }
 
@@ -320,7 +325,13 @@ impl BufferPool {
             // slice's heap memory does not move with it) and is freed only when the pool drops
             // the keep-alive; nothing else accesses it.
             let memory = unsafe {
-                BufferMemory::owned(addr, size, crate::block::memory_kind::MemoryKind::Host, None, Box::new(storage))
+                BufferMemory::owned(
+                    addr,
+                    size,
+                    crate::block::memory_kind::MemoryKind::Host,
+                    None,
+                    Box::new(storage),
+                )
             };
             owner
                 .inject(memory, Queue::Free)

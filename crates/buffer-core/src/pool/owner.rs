@@ -4,7 +4,6 @@
 use std::ops::Deref;
 use std::sync::atomic::Ordering;
 
-
 use crate::block::memory_kind::MemoryKind;
 use crate::block::meta::FrameMeta;
 use crate::block::slot::ONE_TIME;
@@ -121,7 +120,13 @@ impl PoolOwner {
         // SAFETY: the span is only recorded (its address and length); every read goes through
         // `plane`, checked against the regions, which the caller vouches for.
         let memory = unsafe {
-            BufferMemory::owned(start as *mut u8, end - start, MemoryKind::Host, None, keep_alive)
+            BufferMemory::owned(
+                start as *mut u8,
+                end - start,
+                MemoryKind::Host,
+                None,
+                keep_alive,
+            )
         };
         self.inject_once(memory, meta, Some(regions))
     }

@@ -55,13 +55,12 @@ pub use crate::block::port_entry::{
 };
 use crate::block::slot::{SlotState, SlotWord};
 use crate::block::view::Queue;
-use crate::lockfree::wait::{Wait, wait_for, Waitable, WaitFailure, wake_one};
+use crate::lockfree::wait::{Wait, WaitFailure, Waitable, wait_for, wake_one};
 use crate::pool::async_acquire::{Registration, WaitSource};
 use crate::pool::error::{PortError, ReceiveError, SubscribeError};
 use crate::pool::guard::PortGuard;
 use crate::pool::handle::BufferPool;
 use crate::pool::ids::PoolId;
-
 
 /// A port of one pool, found by name with [`BufferPool::port`]. Cheap to copy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

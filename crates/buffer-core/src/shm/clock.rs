@@ -2,8 +2,6 @@
 
 use std::time::Duration;
 
-
-
 /// `CLOCK_MONOTONIC_COARSE` packed as seconds (high 32 bits) and nanoseconds (low 32 bits): a
 /// vDSO read (no system call, ~4 ms resolution, enough to tell how long a buffer has been held),
 /// with no division on the acquire path.
