@@ -4,12 +4,19 @@
 //! Each layer is a folder `src/<layer>/` of the crate; [`BUFFER_CORE`] lists them bottom to top.
 //! The check reads the source text (no compiler): every `.rs` file but `lib.rs` lies in a layer
 //! folder, and every path in it that reaches the crate root (`crate::…`, `$crate::…`, or
-//! `super::…` climbing out of the layer) names a layer at or below the file's own. Paths in
-//! comments and literals do not count; test code counts like any other. `src/lib.rs` is the crate
-//! root and may name every layer: it only re-exports.
+//! `super::…` climbing out of the layer, groups included) names a layer at or below the file's
+//! own, or an exported macro defined there. What would hide a path from it is refused in a layer
+//! file: an alias of the crate root (`use crate as x`, `extern crate self`), `#[path]`,
+//! `include!`, a `super` that climbs above the root. Paths in comments and literals do not count;
+//! test code counts like any other. `src/lib.rs` is the crate root and may name every layer: it
+//! only re-exports.
+//!
+//! It reads the source, not the expansion: a macro that rewrites the tokens it is given (drops
+//! a `mod x {` around a `use super::…`, say) can still hide a path from it.
 
 mod tokens;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use tokens::Token;
@@ -32,7 +39,7 @@ pub const BUFFER_CORE: Layering = Layering {
         ("shm", "memory regions, shared-memory segments, fork handling, kernel-held liveness locks, clock"),
         ("block", "the `#[repr(C)]` pool block: layout, slots, port entries, process table, the view, the reaper"),
         ("pool", "the public pool API (`BufferPool`, guards, ports, errors, ...)"),
-        ("ext", "extras built on the public API (tiered pools, bytes interop)"),
+        ("ext", "extras built on the pool layer (tiered pools, bytes interop, the counting allocator)"),
     ],
 };
 
@@ -70,9 +77,20 @@ pub fn check(root: &Path, layering: &Layering) -> Result<Vec<String>, String> {
     let mut files = Vec::new();
     rust_files(&src, &mut files)?;
     files.sort();
+    let mut sources = Vec::new();
+    for file in &files {
+        let relative = file.strip_prefix(&src).unwrap_or(file).to_path_buf();
+        let source = std::fs::read_to_string(file).map_err(|error| {
+            format!(
+                "cannot read {}: {error}",
+                Path::new(layering.src).join(&relative).display()
+            )
+        })?;
+        sources.push((relative, source));
+    }
+    let macros = exported_macros(layering, &sources);
     let mut violations = Vec::new();
-    for file in files {
-        let relative = file.strip_prefix(&src).unwrap_or(&file);
+    for (relative, source) in &sources {
         let shown = Path::new(layering.src).join(relative);
         let parts: Vec<&str> = relative.iter().filter_map(|part| part.to_str()).collect();
         if parts == ["lib.rs"] {
@@ -82,16 +100,42 @@ pub fn check(root: &Path, layering: &Layering) -> Result<Vec<String>, String> {
             violations.push(stray(layering, &shown, &parts));
             continue;
         };
-        let source = std::fs::read_to_string(&file)
-            .map_err(|error| format!("cannot read {}: {error}", shown.display()))?;
-        let tokens = tokens::tokens(&source);
-        for reach in root_paths(&tokens, &module_of(&parts)) {
-            if let Some(message) = layering.judge(rank, &reach) {
-                violations.push(format!("{}:{}: {message}", shown.display(), reach.line));
+        for finding in findings(&tokens::tokens(source), &module_of(&parts)) {
+            if let Some(message) = layering.judge(rank, &finding, &macros) {
+                violations.push(format!("{}:{}: {message}", shown.display(), finding.line()));
             }
         }
     }
     Ok(violations)
+}
+
+/// Each `#[macro_export]` macro of the crate, by name, with the rank of the layer whose file
+/// defines it (`lib.rs`'s count as the bottom's). Such a macro lives at the crate root whatever
+/// file defines it, so `crate::name` is the only path to it.
+fn exported_macros(layering: &Layering, sources: &[(PathBuf, String)]) -> HashMap<String, usize> {
+    let mut macros = HashMap::new();
+    for (relative, source) in sources {
+        let first = relative
+            .iter()
+            .next()
+            .and_then(|part| part.to_str())
+            .unwrap_or("");
+        let rank = layering.rank(first).unwrap_or(0);
+        let tokens = tokens::tokens(source);
+        let text = |at: usize| tokens.get(at).map(|token| token.text);
+        for at in 0..tokens.len() {
+            if [Some("#"), Some("["), Some("macro_export")]
+                == [text(at), text(at + 1), text(at + 2)]
+            {
+                let definition = (at + 3..tokens.len())
+                    .find(|&next| text(next) == Some("macro_rules") && text(next + 1) == Some("!"));
+                if let Some(name) = definition.and_then(|next| text(next + 2)) {
+                    macros.insert(name.to_owned(), rank);
+                }
+            }
+        }
+    }
+    macros
 }
 
 impl Layering {
@@ -100,19 +144,39 @@ impl Layering {
         self.layers.iter().position(|&(layer, _)| layer == name)
     }
 
-    /// What is wrong with `reach`, a path of a file in the layer of rank `own`, if anything.
-    fn judge(&self, own: usize, reach: &RootPath) -> Option<String> {
+    /// What is wrong with `finding`, in a file of the layer of rank `own`, if anything.
+    fn judge(
+        &self,
+        own: usize,
+        finding: &Finding,
+        macros: &HashMap<String, usize>,
+    ) -> Option<String> {
         let layer = self.layers[own].0;
+        let reach = match finding {
+            Finding::Root(reach) => reach,
+            Finding::Opaque { what, .. } => {
+                return Some(format!(
+                    "layer `{layer}` uses {what}, which hides from this check where its paths lead"
+                ));
+            }
+        };
         let through = if reach.written.starts_with("crate::") {
             String::new()
         } else {
             format!(" (written `{}`)", reach.written)
         };
-        match self.rank(reach.first) {
+        match self
+            .rank(reach.first)
+            .or_else(|| macros.get(reach.first).copied())
+        {
             Some(rank) if rank <= own => None,
-            Some(_) => Some(format!(
+            Some(_) if self.rank(reach.first).is_some() => Some(format!(
                 "layer `{layer}` imports `crate::{}` (a layer above it){through}",
                 reach.first
+            )),
+            Some(rank) => Some(format!(
+                "layer `{layer}` imports `crate::{}`, a macro exported by layer `{}` (above it){through}",
+                reach.first, self.layers[rank].0
             )),
             None => Some(format!(
                 "layer `{layer}` imports `crate::{}` from the crate root{through}: name the layer (crate::<layer>::{}) instead of the crate root's re-export",
@@ -186,7 +250,7 @@ fn module_of<'a>(parts: &[&'a str]) -> Vec<&'a str> {
 /// A path that resolves to the crate root and names something there.
 #[derive(Debug, PartialEq, Eq)]
 struct RootPath<'a> {
-    /// The first segment after the root: a layer, a root re-export, or `*`.
+    /// The first segment after the root: a layer, a root re-export, an exported macro, or `*`.
     first: &'a str,
     /// The line of that segment.
     line: usize,
@@ -194,17 +258,42 @@ struct RootPath<'a> {
     written: String,
 }
 
-/// Every path in `tokens`, the code of the module `module`, that resolves to the crate root,
-/// with what it names there: in `use` items (groups included) and inline in code. A path that
-/// stays inside `module`'s layer (`super::x` from below the layer's folder, `self::x`) names
-/// nothing at the root; `pub(crate)` and `pub(in crate::x)` are visibility, not paths; an
-/// invocation of a `#[macro_export]` macro (`crate::name!`) can only be written at the root.
-fn root_paths<'a>(tokens: &[Token<'a>], module: &[&'a str]) -> Vec<RootPath<'a>> {
+/// What the check finds in a file's code.
+#[derive(Debug, PartialEq, Eq)]
+enum Finding<'a> {
+    /// A path reaching the crate root, judged by what it names there.
+    Root(RootPath<'a>),
+    /// Something whose paths the check cannot follow, refused wherever it is: an alias of the
+    /// crate root, `#[path]`, `include!`, a `super` climbing above the root.
+    Opaque { line: usize, what: String },
+}
+
+impl Finding<'_> {
+    fn line(&self) -> usize {
+        match self {
+            Finding::Root(reach) => reach.line,
+            Finding::Opaque { line, .. } => *line,
+        }
+    }
+}
+
+/// What the check finds in `tokens`, the code of the module `module`: every path that resolves
+/// to the crate root, with what it names there (in `use` items, groups included, and inline in
+/// code), and everything that would hide such a path. A path that stays inside `module`'s layer
+/// (`super::x` from below the layer's folder, `self::x`) names nothing at the root; `pub(crate)`
+/// and `pub(in crate::x)` are visibility, not paths.
+fn findings<'a>(tokens: &[Token<'a>], module: &[&'a str]) -> Vec<Finding<'a>> {
     let text = |at: usize| tokens.get(at).map(|token| token.text);
+    let opaque = |at: usize, what: &str| Finding::Opaque {
+        line: tokens[at].line,
+        what: what.to_owned(),
+    };
     let mut found = Vec::new();
     // The inline modules (`mod tests { … }`) around the current token, with their brace depth.
     let mut inline: Vec<(&str, usize)> = Vec::new();
     let mut depth = 0;
+    // The end of the path last resolved: its inner `super`s and groups are resolved already.
+    let mut resolved_to = 0;
     for at in 0..tokens.len() {
         match tokens[at].text {
             "{" => {
@@ -219,31 +308,33 @@ fn root_paths<'a>(tokens: &[Token<'a>], module: &[&'a str]) -> Vec<RootPath<'a>>
                 }
                 depth = depth.saturating_sub(1);
             }
+            _ if at < resolved_to => {}
+            "#" if text(at + 1) == Some("[") && text(at + 2) == Some("path") => {
+                found.push(opaque(
+                    at,
+                    "a `#[path]` attribute (a module file outside its folder)",
+                ));
+            }
+            "include" if text(at + 1) == Some("!") => {
+                found.push(opaque(at, "`include!` (code from another file)"));
+            }
+            "extern" if [text(at + 1), text(at + 2)] == [Some("crate"), Some("self")] => {
+                found.push(opaque(
+                    at,
+                    "`extern crate self` (an alias of the crate root)",
+                ));
+            }
+            "crate" if text(at + 1) == Some("as") => {
+                found.push(opaque(at, "`use crate as …` (an alias of the crate root)"));
+            }
             "crate" | "super" | "self"
                 if text(at + 1) == Some("::")
-                    && !(at > 0 && matches!(text(at - 1), Some("::" | "in"))) =>
+                    && text(at.wrapping_sub(1)) != Some("::")
+                    && !is_visibility(tokens, at) =>
             {
                 let mut here: Vec<&str> = module.to_vec();
                 here.extend(inline.iter().map(|&(name, _)| name));
-                let mut next = at;
-                let mut written = String::new();
-                let mut beyond_root = false;
-                while let Some(keyword @ ("crate" | "super" | "self")) = text(next)
-                    && text(next + 1) == Some("::")
-                {
-                    match keyword {
-                        "crate" => here.clear(),
-                        "super" => beyond_root |= here.pop().is_none(),
-                        _ => {}
-                    }
-                    written.push_str(keyword);
-                    written.push_str("::");
-                    next += 2;
-                }
-                // Still inside the file's own layer, or not Rust: nothing at the root.
-                if here.is_empty() && !beyond_root {
-                    named_at_root(tokens, next, &written, &mut found);
-                }
+                resolved_to = resolve(tokens, at, here, String::new(), &mut found);
             }
             _ => {}
         }
@@ -251,37 +342,87 @@ fn root_paths<'a>(tokens: &[Token<'a>], module: &[&'a str]) -> Vec<RootPath<'a>>
     found
 }
 
-/// Adds what the use tree at `tokens[at]` names at the crate root (reached through `written`) to
-/// `found`: its first segment, or each item's in a group (`{a::X, b::{Y, Z}}` names `a` and `b`).
-fn named_at_root<'a>(
+/// Whether the path at `tokens[at]` is the module of a `pub(in …)` visibility.
+fn is_visibility(tokens: &[Token], at: usize) -> bool {
+    let text = |back: usize| at.checked_sub(back).map(|at| tokens[at].text);
+    [text(3), text(2), text(1)] == [Some("pub"), Some("("), Some("in")]
+}
+
+/// Resolves the path at `tokens[at]` from the module `here` (written so far: `written`),
+/// adding to `found` what it names at the crate root, and the `super`s and groups inside it;
+/// returns where the path ends.
+fn resolve<'a>(
     tokens: &[Token<'a>],
     at: usize,
-    written: &str,
-    found: &mut Vec<RootPath<'a>>,
-) {
+    mut here: Vec<&'a str>,
+    mut written: String,
+    found: &mut Vec<Finding<'a>>,
+) -> usize {
+    let text = |at: usize| tokens.get(at).map(|token| token.text);
+    let mut next = at;
+    while let Some(keyword @ ("crate" | "super" | "self")) = text(next)
+        && text(next + 1) == Some("::")
+    {
+        match keyword {
+            "crate" => here.clear(),
+            "super" if here.pop().is_none() => {
+                found.push(Finding::Opaque {
+                    line: tokens[next].line,
+                    what: format!(
+                        "`{written}super`, which climbs above the crate root (a module a macro makes?)"
+                    ),
+                });
+                return next + 2;
+            }
+            _ => {}
+        }
+        written.push_str(keyword);
+        written.push_str("::");
+        next += 2;
+    }
+    if text(next) != Some("{") {
+        if here.is_empty() {
+            named_at_root(tokens, next, &written, found);
+        }
+        return next + 1;
+    }
+    // A group: each item goes on from `here`, and may climb further with its own `super`s.
+    let mut item = next + 1;
+    loop {
+        let end = end_of_item(tokens, item);
+        match (text(item), text(item + 1)) {
+            (Some("}") | None, _) => return item + 1,
+            (Some("crate" | "super" | "self"), Some("::")) => {
+                resolve(tokens, item, here.clone(), written.clone(), found);
+            }
+            (Some("self"), Some("as")) if here.is_empty() => found.push(Finding::Opaque {
+                line: tokens[item].line,
+                what: format!("`{written}{{self as …}}` (an alias of the crate root)"),
+            }),
+            _ if here.is_empty() => named_at_root(tokens, item, &written, found),
+            _ => {} // below the root: inside the file's own layer
+        }
+        if text(end) != Some(",") {
+            return end + 1; // the group's `}` (or not Rust)
+        }
+        item = end + 1;
+    }
+}
+
+/// Adds what the path at `tokens[at]`, reached at the crate root through `written`, names there
+/// to `found`: its first segment (an exported macro's name for `crate::name!`); nothing for
+/// `crate::{self}`.
+fn named_at_root<'a>(tokens: &[Token<'a>], at: usize, written: &str, found: &mut Vec<Finding<'a>>) {
     let Some(token) = tokens.get(at) else {
         return;
     };
     match token.text {
-        "{" => {
-            let mut item = at + 1;
-            while tokens.get(item).is_some_and(|token| token.text != "}") {
-                named_at_root(tokens, item, written, found);
-                let end = end_of_item(tokens, item);
-                if tokens.get(end).is_none_or(|token| token.text != ",") {
-                    break; // the group's `}` (or not Rust)
-                }
-                item = end + 1;
-            }
-        }
-        // `crate::{self}` names the root itself; `crate::name!` invokes an exported macro.
         "self" => {}
-        _ if tokens.get(at + 1).is_some_and(|next| next.text == "!") => {}
-        first if first == "*" || token.is_ident() => found.push(RootPath {
+        first if first == "*" || token.is_ident() => found.push(Finding::Root(RootPath {
             first,
             line: token.line,
             written: format!("{written}{first}"),
-        }),
+        })),
         _ => {}
     }
 }
@@ -553,7 +694,7 @@ fn f() -> &'static str {
 
     #[test]
     fn visibility_is_not_an_import() {
-        let text = "pub(crate) fn f() {}\npub(in crate::pool) fn g() {}\npub(super) fn h() {}\npub(in super::super) fn i() {}\nuse crate as root;\n";
+        let text = "pub(crate) fn f() {}\npub(in crate::pool) fn g() {}\npub(super) fn h() {}\npub(in super::super) fn i() {}\n";
         assert_eq!(violations("block/slot.rs", text), Vec::<String>::new());
     }
 
@@ -592,5 +733,178 @@ fn f() -> &'static str {
     fn a_missing_source_folder_is_an_error_not_a_pass() {
         let error = check(Path::new("/nonexistent-xtask-layers"), &BUFFER_CORE).unwrap_err();
         assert!(error.contains("cannot read"), "{error}");
+    }
+
+    // Upward dependencies that compile (each checked with rustc, edition 2024) and that a
+    // simpler scan missed, and legitimate code it refused (found by review).
+
+    /// Asserts that the check reports at least one violation for the tree with `files`.
+    fn assert_caught(files: &[(&str, &str)], what: &str) {
+        let found = Fixture::new(files).check();
+        assert!(
+            !found.is_empty(),
+            "an upward import slipped through ({what}): the check found nothing"
+        );
+    }
+
+    #[test]
+    fn an_alias_of_the_crate_root_is_caught() {
+        // `root::pool` is then `crate::pool`.
+        assert_caught(
+            &[(
+                "block/slot.rs",
+                "use crate as root;\npub struct Slot(root::pool::BufferPool);\n",
+            )],
+            "`use crate as root; root::pool::…`",
+        );
+        assert_caught(
+            &[(
+                "block/slot.rs",
+                "use crate::{self as root};\npub struct Slot(root::pool::BufferPool);\n",
+            )],
+            "`use crate::{self as root}; root::pool::…`",
+        );
+        assert_caught(
+            &[(
+                "block/view.rs",
+                "use super::super::{self as root};\nfn f(_: root::pool::Guard) {}\n",
+            )],
+            "`use super::super::{self as root}; root::pool::…`",
+        );
+    }
+
+    #[test]
+    fn extern_crate_self_is_caught() {
+        // `extern crate self as name;` is accepted in any module, not only at the root.
+        assert_caught(
+            &[(
+                "block/slot.rs",
+                "extern crate self as me;\npub struct Slot(me::pool::BufferPool);\n",
+            )],
+            "`extern crate self as me; me::pool::…`",
+        );
+    }
+
+    #[test]
+    fn a_path_after_for_in_is_caught() {
+        // The `in` of `pub(in crate::x)` is visibility; the `in` of a `for` loop is not.
+        assert_caught(
+            &[(
+                "lockfree/mod.rs",
+                "fn f() {\n    for _ in crate::pool::BufferPool::all() {}\n}\n",
+            )],
+            "`for _ in crate::pool::…`",
+        );
+        assert_caught(
+            &[(
+                "block/mod.rs",
+                "fn f() {\n    for _ in super::ext::tiered::items() {}\n}\n",
+            )],
+            "`for _ in super::ext::…`",
+        );
+    }
+
+    #[test]
+    fn super_inside_a_group_is_caught() {
+        // `use super::{super::pool::Guard}` is `use super::super::pool::Guard`: the inner
+        // `super` continues the prefix.
+        assert_caught(
+            &[("block/view.rs", "use super::{super::pool::Guard};\n")],
+            "`use super::{super::pool::Guard}` from block/view.rs",
+        );
+    }
+
+    #[test]
+    fn a_path_attribute_is_caught() {
+        // block/mod.rs compiles pool/evil.rs as `block::evil`; the check judges that file as
+        // layer `pool`, where `crate::pool` is allowed.
+        assert_caught(
+            &[
+                (
+                    "block/mod.rs",
+                    "mod slot;\nmod view;\n#[path = \"../pool/evil.rs\"]\nmod evil;\n",
+                ),
+                (
+                    "pool/evil.rs",
+                    "pub fn g() -> crate::pool::BufferPool { todo!() }\n",
+                ),
+            ],
+            "`#[path = \"../pool/evil.rs\"] mod evil;` in block",
+        );
+        // A module in a file without the `.rs` extension is never read.
+        assert_caught(
+            &[
+                (
+                    "block/mod.rs",
+                    "mod slot;\nmod view;\n#[path = \"hidden.txt\"]\nmod hidden;\n",
+                ),
+                ("block/hidden.txt", "use crate::pool::BufferPool;\n"),
+            ],
+            "`#[path = \"hidden.txt\"] mod hidden;` in block",
+        );
+    }
+
+    #[test]
+    fn include_is_caught() {
+        assert_caught(
+            &[
+                (
+                    "shm/fork.rs",
+                    "pub fn track() {}\nfn f() { let _ = include!(\"guard.in\"); }\n",
+                ),
+                ("shm/guard.in", "crate::pool::Guard"),
+            ],
+            "`include!(\"guard.in\")` naming crate::pool in shm",
+        );
+    }
+
+    #[test]
+    fn an_exported_macro_of_a_higher_layer_is_caught() {
+        // The macro `crate::make_guard!` names is defined in `pool/` and expands to
+        // `$crate::pool::…` inside `block/`.
+        assert_caught(
+            &[
+                (
+                    "pool/mod.rs",
+                    "pub struct BufferPool;\npub struct Guard;\n#[macro_export]\nmacro_rules! make_guard { () => { $crate::pool::Guard } }\n",
+                ),
+                (
+                    "block/slot.rs",
+                    "pub struct Slot;\nfn f() { let _ = crate::make_guard!(); }\n",
+                ),
+            ],
+            "`crate::make_guard!()` (defined in pool/) invoked in block",
+        );
+    }
+
+    #[test]
+    fn a_module_made_by_a_macro_is_caught() {
+        // `mod $n { … }` is not seen as an inline module, so `super::super` from block/mod.rs
+        // seems to climb above the root; expanded as `block::inner`, it is `crate::pool`.
+        assert_caught(
+            &[(
+                "block/mod.rs",
+                "mod slot;\nmod view;\nmacro_rules! m { ($n:ident) => { mod $n { use super::super::pool::Guard; } } }\nm!(inner);\n",
+            )],
+            "`mod $n { use super::super::pool::… }` expanded in block/mod.rs",
+        );
+    }
+
+    #[test]
+    fn importing_an_exported_macro_of_a_lower_layer_passes() {
+        // A `#[macro_export]` macro lives at the crate root whatever file defines it, so
+        // `use crate::name;` is the only path there is to it: not a root re-export to avoid.
+        let found = Fixture::new(&[
+            (
+                "sync/mod.rs",
+                "pub struct Atomic;\n#[macro_export]\nmacro_rules! atomic { () => { $crate::sync::Atomic } }\n",
+            ),
+            (
+                "lockfree/mod.rs",
+                "use crate::sync::Atomic;\nuse crate::atomic;\npub struct Queue(Atomic);\nfn f() -> Atomic { atomic!() }\n",
+            ),
+        ])
+        .check();
+        assert_eq!(found, Vec::<String>::new());
     }
 }

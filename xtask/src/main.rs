@@ -36,6 +36,9 @@ enum Then {
     Vm,
     /// No cargo command: [`layers::run`] reads buffer-core's sources here.
     Layers,
+    /// The cargo command with every Rust file git tracks appended after `--` (rustfmt then
+    /// checks files no `mod` item reaches too, such as modules declared inside a macro).
+    EveryRustFile,
 }
 
 /// Clippy runs on each feature set a user can build: the default members (which include the
@@ -55,8 +58,8 @@ fn plan() -> Vec<Step> {
             title: "formatting".into(),
             args: vec!["fmt", "--all", "--check"],
             env: &[],
-            fix: "run `cargo fmt --all` and commit the result",
-            then: Then::Done,
+            fix: "run `cargo fmt --all -- $(git ls-files '*.rs')` and commit the result",
+            then: Then::EveryRustFile,
         },
         layers_step(),
     ];
@@ -285,7 +288,12 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
         if step.args.is_empty() {
             println!("\n==> {}", step.title);
         } else {
-            println!("\n==> {}: cargo {}", step.title, step.args.join(" "));
+            let files = if step.then == Then::EveryRustFile {
+                " -- <every .rs file git tracks>"
+            } else {
+                ""
+            };
+            println!("\n==> {}: cargo {}{files}", step.title, step.args.join(" "));
         }
         let step_started = Instant::now();
         let outcome = match step.then {
@@ -295,6 +303,14 @@ fn run(name: &str, steps: Vec<Step>) -> ExitCode {
                 .status(),
             Then::Valgrind => run_under_valgrind(&step),
             Then::Vm => run_in_vm(&step),
+            Then::EveryRustFile => tracked_rust_files().and_then(|files| {
+                Command::new(cargo())
+                    .args(&step.args)
+                    .arg("--")
+                    .args(files)
+                    .envs(step.env.iter().copied())
+                    .status()
+            }),
             Then::Layers => {
                 let code = if layers::run(Path::new(".")) { 0 } else { 1 };
                 Ok(std::os::unix::process::ExitStatusExt::from_raw(code << 8))
@@ -471,6 +487,21 @@ fn forget_packaged_sources() -> Result<(), String> {
     Ok(())
 }
 
+/// Every Rust file git tracks in the workspace, relative to its root.
+fn tracked_rust_files() -> std::io::Result<Vec<String>> {
+    let output = Command::new("git").args(["ls-files", "*.rs"]).output()?;
+    if !output.status.success() {
+        return Err(std::io::Error::other(format!(
+            "`git ls-files` failed: {}",
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect())
+}
+
 fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
@@ -601,6 +632,7 @@ mod tests {
     fn the_layering_runs_right_after_formatting_without_cargo() {
         let plan = plan();
         assert_eq!(plan[0].title, "formatting");
+        assert!(plan[0].then == Then::EveryRustFile);
         assert!(plan[1].then == Then::Layers && plan[1].args.is_empty());
         assert_eq!(plan[1].fix, layers::FIX);
     }
