@@ -235,8 +235,12 @@ impl Counters {
         self.bytes_current.fetch_add(bytes, Ordering::Relaxed);
     }
 
+    /// Takes back what [`Counters::hold`] counted. Both wrap, so that a reservation too large
+    /// for the counter (a buffer no backend can make) is taken back exactly, without a panic.
     fn unhold(&self, bytes: u64) -> u64 {
-        self.bytes_current.fetch_sub(bytes, Ordering::Relaxed) - bytes
+        self.bytes_current
+            .fetch_sub(bytes, Ordering::Relaxed)
+            .wrapping_sub(bytes)
     }
 
     /// Counts `buffers` created, holding `bytes` already counted by [`Counters::hold`].

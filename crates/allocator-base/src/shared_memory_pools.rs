@@ -124,7 +124,13 @@ impl PoolAllocator for SharedMemoryPools {
         let buffers = u64::from(count);
         let bytes = buffers.saturating_mul(size as u64);
         let segment = config.name().to_owned();
-        let alignment = self.alignment.max(config.alignment());
+        // The larger of the two; an alignment that is not a power of two goes to the pool as
+        // given, which refuses it.
+        let alignment = if self.alignment.is_power_of_two() {
+            self.alignment.max(config.alignment())
+        } else {
+            self.alignment
+        };
         let config = config.with_alignment(alignment);
         let ledger = self.pools.ledger();
         let owner = ledger
